@@ -132,6 +132,8 @@ static int get_roles(loader *L, yaml_node_t *v, uint32_t *mask)
     return 0;
 }
 
+static int get_roles(loader *L, yaml_node_t *v, uint32_t *mask);
+
 static int get_values(loader *L, yaml_node_t *v, schema_field *f)
 {
     if (v->type != YAML_SEQUENCE_NODE)
@@ -153,14 +155,20 @@ static int get_values(loader *L, yaml_node_t *v, schema_field *f)
                  p++) {
                 yaml_node_t *k = node(L, p->key), *x = node(L, p->value);
                 const char *ks = scalar(k), *xs = scalar(x);
-                if (!ks || !xs)
+                if (!ks || (!xs && strcmp(ks, "roles")))
                     return fail(L, k, "enum value entries must be text");
+                if (!strcmp(ks, "roles")) {
+                    int rc = get_roles(L, x, &ev->roles);
+                    if (rc)
+                        return rc;
+                    continue;
+                }
                 char **dst = !strcmp(ks, "code") ? &ev->code
                              : !strcmp(ks, "zh") ? &ev->zh
                              : !strcmp(ks, "en") ? &ev->en
                                                  : NULL;
                 if (!dst)
-                    return fail(L, k, "unknown key '%s' in enum value (code, zh, en)", ks);
+                    return fail(L, k, "unknown key '%s' in enum value (code, zh, en, roles)", ks);
                 free(*dst);
                 if (!(*dst = dupstr(xs)))
                     return FS_ENOMEM;
@@ -444,6 +452,11 @@ static int load_root(loader *L, yaml_node_t *root)
                 if (!(s->roles[s->n_roles++] = dupstr(scalar(r))))
                     return FS_ENOMEM;
             }
+        } else if (!strcmp(ks, "review_roles")) {
+            if (!s->n_roles)
+                return fail(L, k, "review_roles must come after roles");
+            if ((rc = get_roles(L, v, &s->review_roles)))
+                return rc;
         } else if (!strcmp(ks, "types")) {
             types = v;
         } else {

@@ -31,6 +31,7 @@ typedef struct enum_value {
     char *code;  /* ascii identifier, as in the file */
     char *zh;    /* Chinese label (may be NULL) */
     char *en;    /* English label (may be NULL) */
+    uint32_t roles; /* roles that may set this value (bit per role); 0 = any writer */
 } enum_value;
 
 typedef struct schema_field {
@@ -66,6 +67,7 @@ typedef struct schema {
     int version;
     uint32_t n_roles;
     char *roles[SCHEMA_MAX_ROLES];
+    uint32_t review_roles;  /* roles whose change resolves an open review item */
     uint32_t n_types;
     schema_type *types;     /* in file order */
     schema_type *by_id[128];

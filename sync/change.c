@@ -1,0 +1,353 @@
+/*
+ * change.c — packing, unpacking and validating changes. See change.h for the wire forms.
+ *
+ * Decoding is strict in the order the fields appear: a truncated or oddly typed change fails
+ * at the first bad byte with a code that says what was wrong, and a value the receiver's
+ * schema does not know (type, field, enum value) is refused here, before any merge, so a
+ * change is never applied half-way.
+ */
+#include "change.h"
+
+#include "mpr.h"
+
+#include <stddef.h>
+#include <string.h>
+
+int value_pack(msgpack_packer *pk, const fs_value *v)
+{
+    int rc = 0;
+    switch (v->kind) {
+    case VAL_NIL: rc = msgpack_pack_nil(pk); break;
+    case VAL_INT: rc = msgpack_pack_int64(pk, v->u.i); break;
+    case VAL_BOOL: rc = v->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
+    case VAL_STR:
+        rc = msgpack_pack_str(pk, v->u.s.len);
+        if (!rc)
+            rc = msgpack_pack_str_body(pk, v->u.s.p, v->u.s.len);
+        break;
+    case VAL_REF:
+        rc = msgpack_pack_bin(pk, 16);
+        if (!rc)
+            rc = msgpack_pack_bin_body(pk, v->u.ref.b, 16);
+        break;
+    case VAL_SET:
+        rc = msgpack_pack_array(pk, 2);
+        if (!rc)
+            rc = msgpack_pack_uint64(pk, v->u.set.add);
+        if (!rc)
+            rc = msgpack_pack_uint64(pk, v->u.set.rm);
+        break;
+    default: return FS_EINVAL;
+    }
+    return rc ? FS_ENOMEM : 0;
+}
+
+int change_pack(msgpack_packer *pk, const change *c, bool full)
+{
+    int rc = msgpack_pack_array(pk, full ? 9 : 6);
+    rc |= msgpack_pack_uint8(pk, c->type);
+    rc |= msgpack_pack_bin(pk, 16);
+    rc |= msgpack_pack_bin_body(pk, c->record.b, 16);
+    rc |= msgpack_pack_uint64(pk, c->hlc);
+    rc |= msgpack_pack_uint64(pk, c->base);
+    rc |= msgpack_pack_uint64(pk, c->dseq);
+    if (full) {
+        rc |= msgpack_pack_bin(pk, 16);
+        rc |= msgpack_pack_bin_body(pk, c->device.b, 16);
+        rc |= msgpack_pack_str(pk, c->author_len);
+        rc |= msgpack_pack_str_body(pk, c->author, c->author_len);
+        rc |= msgpack_pack_uint8(pk, c->role);
+    }
+    rc |= msgpack_pack_map(pk, c->n_fields);
+    for (uint32_t i = 0; i < c->n_fields && !rc; i++) {
+        rc |= msgpack_pack_uint8(pk, c->fields[i].num);
+        rc |= value_pack(pk, &c->fields[i].v);
+    }
+    return rc ? FS_ENOMEM : 0;
+}
+
+static bool leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+bool date_valid(int64_t d)
+{
+    int64_t y = d / 10000, m = (d / 100) % 100, day = d % 100;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1900 || y > 2199 || m < 1 || m > 12 || day < 1)
+        return false;
+    return day <= mdays[m - 1] + (m == 2 && leap(y));
+}
+
+int value_validate(const schema_field *f, const fs_value *v, fs_error *e)
+{
+    if (v->kind == VAL_NIL) {
+        if (f->required)
+            return fs_error_set(e, FS_EREQUIRED, "field '%s' is required and cannot be cleared",
+                                f->name);
+        if (f->rule == RULE_SET)
+            return fs_error_set(e, FS_EVALUE_TYPE, "set field '%s' takes [add, remove] masks",
+                                f->name);
+        return 0;
+    }
+    static const uint8_t want[] = {
+        [KIND_TEXT] = VAL_STR, [KIND_INT] = VAL_INT,  [KIND_DATE] = VAL_INT,
+        [KIND_TIME] = VAL_INT, [KIND_ENUM] = VAL_INT, [KIND_BOOL] = VAL_BOOL,
+        [KIND_REF] = VAL_REF,  [KIND_SET] = VAL_SET,  [KIND_SCOPE] = VAL_STR};
+    if (v->kind != want[f->kind])
+        return fs_error_set(e, FS_EVALUE_TYPE, "field '%s' wants a %s value", f->name,
+                            schema_kind_name(f->kind));
+    switch (f->kind) {
+    case KIND_TEXT:
+    case KIND_SCOPE:
+        if (v->u.s.len > f->max_len)
+            return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' is %u bytes, at most %u",
+                                f->name, v->u.s.len, f->max_len);
+        if (!utf8_valid(v->u.s.p, v->u.s.len))
+            return fs_error_set(e, FS_EDEC_UTF8, "field '%s' is not valid UTF-8", f->name);
+        if (f->kind == KIND_SCOPE && v->u.s.len == 0)
+            return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' (scope) cannot be empty",
+                                f->name);
+        break;
+    case KIND_INT:
+        if (v->u.i < f->min || v->u.i > f->max)
+            return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' = %lld, allowed %lld..%lld",
+                                f->name, (long long)v->u.i, (long long)f->min,
+                                (long long)f->max);
+        break;
+    case KIND_DATE:
+        if (!date_valid(v->u.i))
+            return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' = %lld is not a date YYYYMMDD",
+                                f->name, (long long)v->u.i);
+        break;
+    case KIND_TIME:
+        if (v->u.i < 0 || v->u.i > 7258118400LL) /* 2200-01-01 */
+            return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' = %lld is not a time",
+                                f->name, (long long)v->u.i);
+        break;
+    case KIND_ENUM:
+        if (v->u.i < 0 || v->u.i >= (int64_t)f->n_values)
+            return fs_error_set(e, FS_EVALUE_ENUM, "field '%s' has no value %lld (%u known)",
+                                f->name, (long long)v->u.i, f->n_values);
+        break;
+    case KIND_SET: {
+        uint64_t known = f->n_values >= 64 ? ~0ull : ((1ull << f->n_values) - 1);
+        if ((v->u.set.add | v->u.set.rm) & ~known)
+            return fs_error_set(e, FS_EVALUE_ENUM, "field '%s' names unknown set values",
+                                f->name);
+        if (v->u.set.add & v->u.set.rm)
+            return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' adds and removes one value",
+                                f->name);
+        break;
+    }
+    case KIND_REF:
+        if (rid_is_zero(&v->u.ref))
+            return fs_error_set(e, FS_EBAD_ID, "field '%s' refers to the zero id", f->name);
+        break;
+    case KIND_BOOL: break;
+    }
+    return 0;
+}
+
+int change_validate(const schema *s, const change *c, fs_error *e)
+{
+    const schema_type *t = schema_type_by_id(s, c->type);
+    if (!t)
+        return fs_error_set(e, FS_EUNKNOWN_TYPE, "record type %u is not in schema version %d",
+                            c->type, s->version);
+    if (rid_is_zero(&c->record))
+        return fs_error_set(e, FS_EBAD_ID, "record id is zero");
+    if (c->role >= s->n_roles)
+        return fs_error_set(e, FS_EROLE, "role %u unknown", c->role);
+    if (c->hlc == 0 || c->base >= c->hlc)
+        return fs_error_set(e, FS_EVALUE_RANGE, "clock %llu must be above base %llu",
+                            (unsigned long long)c->hlc, (unsigned long long)c->base);
+    if (c->dseq == 0)
+        return fs_error_set(e, FS_EVALUE_RANGE, "device sequence starts at 1");
+    if (c->n_fields == 0)
+        return fs_error_set(e, FS_EDEC_MISSING, "a change needs at least one field");
+    for (uint32_t i = 0; i < c->n_fields; i++) {
+        const schema_field *f = schema_field_by_num(t, c->fields[i].num);
+        if (!f)
+            return fs_error_set(e, FS_EUNKNOWN_FIELD,
+                                "field %u is not in type '%s' of schema version %d",
+                                c->fields[i].num, t->name, s->version);
+        if (i && c->fields[i].num <= c->fields[i - 1].num)
+            return fs_error_set(e, FS_EDEC_TYPE, "fields must be in ascending order, unique");
+        int rc = value_validate(f, &c->fields[i].v, e);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int value_unpack(mpr *r, const schema_field *f, fs_value *v, fs_error *e)
+{
+    const uint8_t *save = r->p;
+    int rc = 0;
+    memset(v, 0, sizeof *v);
+    if (mpr_try_nil(r)) {
+        v->kind = VAL_NIL;
+    } else {
+        switch (f->kind) {
+        case KIND_TEXT:
+        case KIND_SCOPE:
+            v->kind = VAL_STR;
+            rc = mpr_str(r, f->max_len, &v->u.s.p, &v->u.s.len);
+            if (rc == FS_EDEC_TOOBIG)
+                rc = FS_EVALUE_RANGE;
+            break;
+        case KIND_BOOL:
+            v->kind = VAL_BOOL;
+            rc = mpr_bool(r, &v->u.b);
+            break;
+        case KIND_REF: {
+            const uint8_t *b;
+            uint32_t n;
+            v->kind = VAL_REF;
+            rc = mpr_bin(r, 16, &b, &n);
+            if (!rc && n != 16)
+                rc = FS_EBAD_ID;
+            if (rc == FS_EDEC_TOOBIG)
+                rc = FS_EBAD_ID;
+            if (!rc)
+                memcpy(v->u.ref.b, b, 16);
+            break;
+        }
+        case KIND_SET: {
+            uint32_t n;
+            v->kind = VAL_SET;
+            rc = mpr_array(r, 2, &n);
+            if (!rc && n != 2)
+                rc = FS_EDEC_COUNT;
+            if (!rc)
+                rc = mpr_u64(r, &v->u.set.add);
+            if (!rc)
+                rc = mpr_u64(r, &v->u.set.rm);
+            break;
+        }
+        default:
+            v->kind = VAL_INT;
+            rc = mpr_i64(r, &v->u.i);
+            break;
+        }
+    }
+    if (!rc)
+        rc = value_validate(f, v, e);
+    else
+        fs_error_set(e, rc, "field '%s': %s", f->name, fs_strerror(rc));
+    if (rc)
+        r->p = save;
+    return rc;
+}
+
+static int dec_fail(mpr *r, const uint8_t *save, fs_error *e, int rc, const char *what)
+{
+    r->p = save;
+    return fs_error_set(e, rc, "change %s: %s", what, fs_strerror(rc));
+}
+
+int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
+{
+    const uint8_t *save = r->p;
+    uint32_t n, len;
+    const uint8_t *b;
+    uint64_t u;
+    int rc;
+    memset(c, 0, offsetof(change, fields));
+    if ((rc = mpr_array(r, 9, &n)))
+        return dec_fail(r, save, e, rc, "header");
+    if (n != (full ? 9u : 6u))
+        return dec_fail(r, save, e, FS_EDEC_COUNT, "array length");
+    if ((rc = mpr_u64(r, &u)) || u > 127)
+        return dec_fail(r, save, e, rc ? rc : FS_EUNKNOWN_TYPE, "type");
+    c->type = (uint8_t)u;
+    if ((rc = mpr_bin(r, 16, &b, &len)) || len != 16)
+        return dec_fail(r, save, e, rc && rc != FS_EDEC_TOOBIG ? rc : FS_EBAD_ID, "record id");
+    memcpy(c->record.b, b, 16);
+    if ((rc = mpr_u64(r, &c->hlc)))
+        return dec_fail(r, save, e, rc, "hlc");
+    if ((rc = mpr_u64(r, &c->base)))
+        return dec_fail(r, save, e, rc, "base");
+    if ((rc = mpr_u64(r, &c->dseq)))
+        return dec_fail(r, save, e, rc, "dseq");
+    if (full) {
+        if ((rc = mpr_bin(r, 16, &b, &len)) || len != 16)
+            return dec_fail(r, save, e, rc && rc != FS_EDEC_TOOBIG ? rc : FS_EBAD_ID, "device");
+        memcpy(c->device.b, b, 16);
+        if ((rc = mpr_str(r, CHANGE_MAX_AUTHOR, &c->author, &c->author_len)))
+            return dec_fail(r, save, e, rc, "author");
+        if ((rc = mpr_u64(r, &u)) || u > 255)
+            return dec_fail(r, save, e, rc ? rc : FS_EROLE, "role");
+        c->role = (uint8_t)u;
+    }
+    const schema_type *t = schema_type_by_id(s, c->type);
+    if (!t) {
+        r->p = save;
+        return fs_error_set(e, FS_EUNKNOWN_TYPE, "record type %u is not in schema version %d",
+                            c->type, s->version);
+    }
+    if ((rc = mpr_map(r, CHANGE_MAX_FIELDS, &n)))
+        return dec_fail(r, save, e, rc, "fields");
+    c->n_fields = n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t num;
+        if ((rc = mpr_u64(r, &num)))
+            return dec_fail(r, save, e, rc, "field number");
+        const schema_field *f = num < 256 ? schema_field_by_num(t, (int)num) : NULL;
+        if (!f) {
+            r->p = save;
+            return fs_error_set(e, FS_EUNKNOWN_FIELD,
+                                "field %llu is not in type '%s' of schema version %d",
+                                (unsigned long long)num, t->name, s->version);
+        }
+        c->fields[i].num = (uint8_t)num;
+        if ((rc = value_unpack(r, f, &c->fields[i].v, e))) {
+            r->p = save;
+            return rc;
+        }
+    }
+    /* the push form has no device, author or role: the receiver fills them from the session */
+    rc = change_validate(s, c, e);
+    if (rc)
+        r->p = save;
+    return rc;
+}
+
+bool value_equal(const fs_value *a, const fs_value *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    switch (a->kind) {
+    case VAL_NIL: return true;
+    case VAL_INT: return a->u.i == b->u.i;
+    case VAL_BOOL: return a->u.b == b->u.b;
+    case VAL_STR: return a->u.s.len == b->u.s.len && !memcmp(a->u.s.p, b->u.s.p, a->u.s.len);
+    case VAL_REF: return !memcmp(a->u.ref.b, b->u.ref.b, 16);
+    case VAL_SET: return a->u.set.add == b->u.set.add && a->u.set.rm == b->u.set.rm;
+    }
+    return false;
+}
+
+const change_field *change_field_get(const change *c, int num)
+{
+    for (uint32_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].num == num)
+            return &c->fields[i];
+    return NULL;
+}
+
+int change_sort_fields(change *c)
+{
+    for (uint32_t i = 1; i < c->n_fields; i++) {
+        change_field x = c->fields[i];
+        uint32_t j = i;
+        while (j > 0 && c->fields[j - 1].num > x.num) {
+            c->fields[j] = c->fields[j - 1];
+            j--;
+        }
+        c->fields[j] = x;
+    }
+    for (uint32_t i = 1; i < c->n_fields; i++)
+        if (c->fields[i].num == c->fields[i - 1].num)
+            return FS_EINVAL;
+    return 0;
+}

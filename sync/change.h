@@ -1,0 +1,103 @@
+/*
+ * change.h — the unit of sync: one record, one clock, one or more fields.
+ *
+ * A change says "at clock hlc, author (role) on device, as its dseq-th change, set these fields
+ * of record (type, id), having last seen the fields at version base". base 0 means the author
+ * saw nothing: a create. Every field of one change shares its clock; conflicts are still judged
+ * per field by the field's rule (merge.h).
+ *
+ * Wire forms (MessagePack arrays, docs/protocol.md):
+ *   push form  [type, record(bin16), hlc, base, dseq, {field num: value}]
+ *              (device, author and role come from the authenticated session)
+ *   full form  [type, record(bin16), hlc, base, dseq, device(bin16), author(str), role,
+ *               {field num: value}]   (the change log, pulls)
+ * Values by kind: text/scope str; int/time int; date uint YYYYMMDD; enum uint index; bool
+ * bool; ref bin16; set [add mask, remove mask]; nil clears the field.
+ *
+ * A decoded change borrows the input buffer for its author and text values (valid while the
+ * buffer is). Decoding validates structure AND values against the receiver's schema, so a
+ * change that decodes is one the receiver can represent.
+ */
+#ifndef FS_CHANGE_H
+#define FS_CHANGE_H
+
+#include "mpr.h"
+#include "err.h"
+#include "rid.h"
+#include "schema.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CHANGE_MAX_FIELDS 64
+#define CHANGE_MAX_AUTHOR 64
+#define CHANGE_MAX_TEXT 65535
+
+typedef enum value_kind { VAL_NIL, VAL_INT, VAL_BOOL, VAL_STR, VAL_REF, VAL_SET } value_kind;
+
+typedef struct fs_value {
+    uint8_t kind;                                 /* value_kind */
+    union {
+        int64_t i;                                /* int, time, date, enum index */
+        bool b;
+        struct { const char *p; uint32_t len; } s; /* text, scope: borrowed, not NUL-ended */
+        rid_t ref;
+        struct { uint64_t add, rm; } set;         /* bit i = enum value i */
+    } u;
+} fs_value;
+
+typedef struct change_field {
+    uint8_t num;   /* field number in the type */
+    fs_value v;
+} change_field;
+
+typedef struct change {
+    uint8_t type;                 /* record type id */
+    rid_t record;
+    uint64_t hlc;                 /* clock of this change */
+    uint64_t base;                /* version of the fields the author last saw; 0 = create */
+    uint64_t dseq;                /* device sequence, 1, 2, 3... per device */
+    rid_t device;
+    const char *author;           /* user name, borrowed; NUL-terminated when set by C code */
+    uint32_t author_len;
+    uint8_t role;                 /* index into schema roles */
+    uint32_t n_fields;
+    change_field fields[CHANGE_MAX_FIELDS]; /* sorted by num, no duplicates */
+} change;
+
+/* Appends the change to pk. full selects the full form. Returns 0 or FS_ENOMEM. */
+int change_pack(msgpack_packer *pk, const change *c, bool full);
+
+/* Packs one value (for the store's field table). */
+int value_pack(msgpack_packer *pk, const fs_value *v);
+
+/* Decodes one change at r's position into *c and validates it against s (change_validate).
+ * On error r is unchanged, e names the field, and the result is FS_EDEC_* or a value error.
+ * *c borrows r's buffer. */
+int change_unpack(struct mpr *r, const schema *s, bool full, change *c, fs_error *e);
+
+/* Decodes one value of field f (validated). Borrows r's buffer. */
+int value_unpack(struct mpr *r, const schema_field *f, fs_value *v, fs_error *e);
+
+/* Checks a change against schema s: known type, known fields in ascending order, values of
+ * the right kind, in range, in the enum, valid UTF-8 text within max_len, role index known.
+ * Used by the decoder and by devices before a local change enters the outbox. */
+int change_validate(const schema *s, const change *c, fs_error *e);
+
+/* Checks one value against its field. */
+int value_validate(const schema_field *f, const fs_value *v, fs_error *e);
+
+/* Equality of two values (kind and content). */
+bool value_equal(const fs_value *a, const fs_value *b);
+
+/* Finds a field of the change by number, or NULL. */
+const change_field *change_field_get(const change *c, int num);
+
+/* Sorts c->fields by num (for changes built by hand). Returns FS_EINVAL on a duplicate. */
+int change_sort_fields(change *c);
+
+/* Date helpers: YYYYMMDD is a real calendar date from 1900-01-01 to 2199-12-31. */
+bool date_valid(int64_t yyyymmdd);
+
+#endif

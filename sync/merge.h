@@ -1,0 +1,87 @@
+/*
+ * merge.h — the conflict rules, each in one place, as pure functions on one field's state.
+ *
+ * The store (store.c) loads a field's state, calls merge_field() for each field of an incoming
+ * change, and writes the state back; devices and the server run this same code. Rules
+ * (docs/conflict-rules.md explains why each fits its record type):
+ *
+ *   lww, review, immutable  winner = greatest (hlc, device id, dseq); version = winner's hlc.
+ *                           review additionally reports a race: the change's base is older
+ *                           than the current version, the current value came from another
+ *                           device, and the values differ. The store opens a review item.
+ *   escalate, workflow      ordered enums. The state keeps M, the greatest base seen, and the
+ *                           candidates: changes whose hlc is above M (no change seen so far
+ *                           was made by someone who saw them). The value is the highest
+ *                           candidate. A change that saw the current version supersedes what
+ *                           it saw; concurrent ones resolve to the higher (furthest along).
+ *   set                     add-wins observed-remove: per value, the greatest add clock and
+ *                           the greatest base of a remove; present iff add clock > remove base.
+ *
+ * Every state is a function of the SET of changes applied, not of their order, so replicas
+ * converge (tests/property/prop_converge.c). Whether a change is accepted at all (lowering
+ * without the role, reopen on a stale base, modifying an immutable field) is the authority's
+ * decision at arrival: merge_field() checks it only when asked to (authority = true).
+ */
+#ifndef FS_MERGE_H
+#define FS_MERGE_H
+
+#include "change.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct merge_cand {
+    uint64_t hlc;
+    rid_t dev;
+    uint64_t dseq;
+    int64_t level;
+    char author[CHANGE_MAX_AUTHOR + 1];
+} merge_cand;
+
+typedef struct field_state {
+    bool present;          /* any change applied to this field yet */
+    fs_value value;        /* visible value; VAL_STR points into str (owned) */
+    char *str;             /* owned copy of a text value */
+    uint64_t version;      /* greatest hlc applied: what an author "saw" */
+    uint64_t whlc;         /* clock, device and dseq of the change that set the value */
+    rid_t wdev;
+    uint64_t wseq;
+    char author[CHANGE_MAX_AUTHOR + 1];
+    /* escalate, workflow */
+    uint64_t max_base;     /* M */
+    uint32_t n_cands, cap_cands;
+    merge_cand *cands;     /* owned */
+    /* set */
+    uint64_t add_hlc[64];
+    uint64_t rm_base[64];
+} field_state;
+
+typedef struct merge_out {
+    bool changed;          /* the visible value changed */
+    bool race;             /* review rule: a concurrent different value (open a review item) */
+    fs_value old_value;    /* the value before (for the review item); borrows old_str */
+    uint64_t old_hlc;
+    rid_t old_dev;
+    char old_author[CHANGE_MAX_AUTHOR + 1];
+    char *old_str;         /* owned */
+} merge_out;
+
+void field_state_init(field_state *st);
+void field_state_destroy(field_state *st); /* frees owned memory; st may be reused after init */
+void merge_out_destroy(merge_out *o);
+
+/* Applies field value v of change c to st under field f's rule. authority: refuse what the
+ * authority refuses (returns FS_EROLE / FS_ESTALE / FS_EAPPEND_ONLY with e filled, st
+ * unchanged). Returns 0 or a negative fs_err; FS_ENOMEM leaves st unchanged. */
+int merge_field(const schema *s, const schema_field *f, field_state *st, const change *c,
+                const fs_value *v, bool authority, merge_out *out, fs_error *e);
+
+/* Serialises the rule-specific part of st (candidates, set clocks) to pk; nothing for
+ * lww-like rules. merge_aux_unpack is its inverse (returns FS_EDEC_* on bad bytes). */
+int merge_aux_pack(msgpack_packer *pk, const schema_field *f, const field_state *st);
+int merge_aux_unpack(const schema_field *f, field_state *st, const void *buf, size_t len);
+
+/* Copies a value into st as its visible value (text is copied). */
+int field_state_set_value(field_state *st, const fs_value *v);
+
+#endif

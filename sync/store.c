@@ -1,0 +1,1178 @@
+/*
+ * store.c — the replica store. See store.h for the tables and the transaction contract.
+ *
+ * Design notes
+ * - Each accepted change costs: one log insert (plus its two indexes), one record lookup,
+ *   and per field one state read and one state write. Statements are prepared once per
+ *   handle; values and rule state are stored as MessagePack blobs so the field table has
+ *   one shape for every kind.
+ * - The authority refuses a change as a whole: all of its fields are merged into scratch
+ *   states first and written only if every field accepted. Never half-applied.
+ * - Refusals consume the device sequence and are remembered in `refused`, so a re-sent
+ *   refused change gets the same answer and the next change is not reported as a gap.
+ * - The clock is saved in meta at the end of every batch, inside the transaction.
+ */
+#include "store.h"
+
+#include "mpr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_FORMAT 1
+
+enum stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_SCAN, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL,
+    S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_CHILD_SCOPE,
+    S_FIELD_GET, S_FIELD_PUT,
+    S_DEVSEQ_GET, S_DEVSEQ_PUT,
+    S_REFUSED_GET, S_REFUSED_PUT,
+    S_REVIEW_OPEN, S_REVIEW_CLOSE,
+    S_META_GET, S_META_SET,
+    S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_LOG_INSERT] = "INSERT INTO log(device, dseq, hlc, type, record, scope, body) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(device, dseq) DO NOTHING",
+    [S_LOG_BY_DEV] = "SELECT seq, body FROM log WHERE device = ?1 AND dseq = ?2",
+    [S_LOG_SCAN] = "SELECT seq, body, scope FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [S_LOG_HISTORY] = "SELECT seq, body, scope FROM log WHERE record = ?1 ORDER BY seq",
+    [S_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM log",
+    [S_LOG_ALL] = "SELECT seq, body FROM log ORDER BY seq",
+    [S_REC_GET] = "SELECT type, scope, created FROM records WHERE id = ?1",
+    [S_REC_INSERT] = "INSERT INTO records(id, type, scope, parent, created) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET "
+                     "scope = coalesce(excluded.scope, scope), "
+                     "parent = coalesce(excluded.parent, parent), "
+                     "created = max(created, excluded.created)",
+    [S_REC_SET_SCOPE] = "UPDATE records SET scope = ?2 WHERE id = ?1",
+    [S_REC_CHILD_SCOPE] = "UPDATE records SET scope = ?2 WHERE parent = ?1",
+    [S_FIELD_GET] = "SELECT value, version, whlc, wdev, wseq, author, aux FROM fields "
+                    "WHERE record = ?1 AND field = ?2",
+    [S_FIELD_PUT] = "INSERT OR REPLACE INTO fields(record, field, value, version, whlc, wdev, "
+                    "wseq, author, aux) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_DEVSEQ_GET] = "SELECT max_dseq FROM devseq WHERE device = ?1",
+    [S_DEVSEQ_PUT] = "INSERT INTO devseq(device, max_dseq) VALUES (?1, ?2) "
+                     "ON CONFLICT(device) DO UPDATE SET max_dseq = max(max_dseq, excluded.max_dseq)",
+    [S_REFUSED_GET] = "SELECT code, msg, body FROM refused WHERE device = ?1 AND dseq = ?2",
+    [S_REFUSED_PUT] = "INSERT OR REPLACE INTO refused(device, dseq, code, msg, body) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_REVIEW_OPEN] = "INSERT INTO review(record, type, field, value_a, hlc_a, dev_a, author_a, "
+                      "value_b, hlc_b, dev_b, author_b) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                      "?9, ?10, ?11)",
+    [S_REVIEW_CLOSE] = "UPDATE review SET resolved_hlc = ?4, resolved_by = ?5 WHERE record = ?1 "
+                       "AND field = ?2 AND resolved_hlc = 0 AND hlc_a <= ?3 AND hlc_b <= ?3",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+};
+
+static const char *const migration_sql =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, device BLOB NOT NULL,"
+    "  dseq INTEGER NOT NULL, hlc INTEGER NOT NULL, type INTEGER NOT NULL,"
+    "  record BLOB NOT NULL, scope TEXT, body BLOB NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS log_device ON log(device, dseq);"
+    "CREATE INDEX IF NOT EXISTS log_record ON log(record);"
+    "CREATE TABLE IF NOT EXISTS records(id BLOB PRIMARY KEY, type INTEGER NOT NULL, scope TEXT,"
+    "  parent BLOB, created INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS records_parent ON records(parent) WHERE parent IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS records_scope ON records(scope, type);"
+    "CREATE TABLE IF NOT EXISTS fields(record BLOB NOT NULL, field INTEGER NOT NULL, value BLOB,"
+    "  version INTEGER NOT NULL, whlc INTEGER NOT NULL, wdev BLOB NOT NULL,"
+    "  wseq INTEGER NOT NULL, author TEXT NOT NULL, aux BLOB,"
+    "  PRIMARY KEY(record, field)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS review(id INTEGER PRIMARY KEY, record BLOB NOT NULL,"
+    "  type INTEGER NOT NULL, field INTEGER NOT NULL, value_a BLOB, hlc_a INTEGER NOT NULL,"
+    "  dev_a BLOB NOT NULL, author_a TEXT NOT NULL, value_b BLOB, hlc_b INTEGER NOT NULL,"
+    "  dev_b BLOB NOT NULL, author_b TEXT NOT NULL, resolved_hlc INTEGER NOT NULL DEFAULT 0,"
+    "  resolved_by TEXT);"
+    "CREATE INDEX IF NOT EXISTS review_open ON review(record, field) WHERE resolved_hlc = 0;"
+    "CREATE TABLE IF NOT EXISTS devseq(device BLOB PRIMARY KEY, max_dseq INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS refused(device BLOB NOT NULL, dseq INTEGER NOT NULL,"
+    "  code INTEGER NOT NULL, msg TEXT NOT NULL, body BLOB NOT NULL,"
+    "  PRIMARY KEY(device, dseq)) WITHOUT ROWID;";
+
+struct store {
+    sqlite3 *db;
+    const schema *s;
+    store_mode mode;
+    hlc_clock clock;
+    sqlite3_stmt *stmt[S_COUNT];
+    msgpack_sbuffer buf;     /* scratch for bodies and values */
+    field_state scratch[CHANGE_MAX_FIELDS];
+    merge_out outs[CHANGE_MAX_FIELDS];
+};
+
+static int db_fail(store *st, fs_error *e, const char *what)
+{
+    return fs_error_set(e, FS_EIO, "%s: %s (%s)", what, sqlite3_errmsg(st->db),
+                        sqlite3_errstr(sqlite3_extended_errcode(st->db)));
+}
+
+static sqlite3_stmt *stmt(store *st, enum stmt_id id)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    if (!s) {
+        if (sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL))
+            return NULL;
+        st->stmt[id] = s;
+    } else {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+    return s;
+}
+
+static int exec1(store *st, enum stmt_id id)
+{
+    sqlite3_stmt *s = stmt(st, id);
+    if (!s)
+        return FS_EIO;
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+int store_meta_get(store *st, const char *key, char *buf, size_t cap)
+{
+    sqlite3_stmt *s = stmt(st, S_META_GET);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(s, 0));
+        sqlite3_reset(s);
+        return 0;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? FS_ENOTFOUND : FS_EIO;
+}
+
+int store_meta_set(store *st, const char *key, const char *value)
+{
+    sqlite3_stmt *s = stmt(st, S_META_SET);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+static int save_clock(store *st)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)st->clock.last);
+    return store_meta_set(st, "hlc", v);
+}
+
+int store_open(const char *path, const schema *s, store_mode mode, store **out, fs_error *e)
+{
+    *out = NULL;
+    store *st = calloc(1, sizeof *st);
+    if (!st)
+        return fs_error_set(e, FS_ENOMEM, "out of memory");
+    st->s = s;
+    st->mode = mode;
+    msgpack_sbuffer_init(&st->buf);
+    for (int i = 0; i < CHANGE_MAX_FIELDS; i++)
+        field_state_init(&st->scratch[i]);
+    int rc;
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+        rc = fs_error_set(e, FS_EIO, "cannot open store %s: %s", path,
+                          st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    sqlite3_extended_result_codes(st->db, 1);
+    if (sqlite3_exec(st->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
+                     "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;",
+                     NULL, NULL, NULL) ||
+        sqlite3_exec(st->db, migration_sql, NULL, NULL, NULL)) {
+        rc = db_fail(st, e, path);
+        goto fail;
+    }
+    char v[64];
+    rc = store_meta_get(st, "format", v, sizeof v);
+    if (rc == FS_ENOTFOUND) {
+        char sv[16];
+        snprintf(sv, sizeof sv, "%d", s->version);
+        if (store_meta_set(st, "format", "1") || store_meta_set(st, "schema_version", sv)) {
+            rc = db_fail(st, e, path);
+            goto fail;
+        }
+    } else if (rc) {
+        rc = db_fail(st, e, path);
+        goto fail;
+    } else if (atoi(v) > STORE_FORMAT) {
+        rc = fs_error_set(e, FS_ESCHEMA, "%s was written by a newer fieldsync (format %s)",
+                          path, v);
+        goto fail;
+    }
+    if (store_meta_get(st, "schema_version", v, sizeof v) == 0 && atoi(v) > s->version) {
+        rc = fs_error_set(e, FS_ESCHEMA,
+                          "%s holds data of schema version %s but the loaded schema is "
+                          "version %d: load the newer schema file",
+                          path, v, s->version);
+        goto fail;
+    } else if (atoi(v) < s->version) {
+        char sv[16];
+        snprintf(sv, sizeof sv, "%d", s->version);
+        store_meta_set(st, "schema_version", sv);
+    }
+    uint64_t persisted = 0;
+    if (store_meta_get(st, "hlc", v, sizeof v) == 0)
+        persisted = strtoull(v, NULL, 10);
+    hlc_init(&st->clock, persisted);
+    *out = st;
+    return 0;
+fail:
+    store_close(st);
+    return rc;
+}
+
+void store_close(store *st)
+{
+    if (!st)
+        return;
+    if (st->db && st->clock.last)
+        save_clock(st);
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    sqlite3_close(st->db);
+    msgpack_sbuffer_destroy(&st->buf);
+    for (int i = 0; i < CHANGE_MAX_FIELDS; i++)
+        field_state_destroy(&st->scratch[i]);
+    free(st);
+}
+
+sqlite3 *store_db(store *st) { return st->db; }
+hlc_clock *store_clock(store *st) { return &st->clock; }
+const schema *store_schema(const store *st) { return st->s; }
+store_mode store_get_mode(const store *st) { return st->mode; }
+
+/* ---- field state I/O ------------------------------------------------------------------ */
+
+static int decode_value_blob(const schema_field *f, const void *buf, size_t len, fs_value *v,
+                             char **owned)
+{
+    mpr r;
+    mpr_init(&r, buf, len);
+    fs_value tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (mpr_try_nil(&r)) {
+        tmp.kind = VAL_NIL;
+    } else if (f->kind == KIND_SET) {
+        uint32_t n;
+        tmp.kind = VAL_SET;
+        if (mpr_array(&r, 2, &n) || n != 2 || mpr_u64(&r, &tmp.u.set.add) ||
+            mpr_u64(&r, &tmp.u.set.rm))
+            return FS_EDEC_TYPE;
+    } else {
+        /* stored values were validated on the way in; decode by kind without the schema
+         * limits so that a value stored under an older schema still loads */
+        switch (f->kind) {
+        case KIND_TEXT:
+        case KIND_SCOPE:
+            tmp.kind = VAL_STR;
+            if (mpr_str(&r, CHANGE_MAX_TEXT, &tmp.u.s.p, &tmp.u.s.len))
+                return FS_EDEC_TYPE;
+            break;
+        case KIND_BOOL:
+            tmp.kind = VAL_BOOL;
+            if (mpr_bool(&r, &tmp.u.b))
+                return FS_EDEC_TYPE;
+            break;
+        case KIND_REF: {
+            const uint8_t *b;
+            uint32_t n;
+            tmp.kind = VAL_REF;
+            if (mpr_bin(&r, 16, &b, &n) || n != 16)
+                return FS_EDEC_TYPE;
+            memcpy(tmp.u.ref.b, b, 16);
+            break;
+        }
+        default:
+            tmp.kind = VAL_INT;
+            if (mpr_i64(&r, &tmp.u.i))
+                return FS_EDEC_TYPE;
+        }
+    }
+    *v = tmp;
+    if (tmp.kind == VAL_STR) {
+        free(*owned);
+        *owned = malloc(tmp.u.s.len + 1);
+        if (!*owned)
+            return FS_ENOMEM;
+        memcpy(*owned, tmp.u.s.p, tmp.u.s.len);
+        (*owned)[tmp.u.s.len] = '\0';
+        v->u.s.p = *owned;
+    }
+    return 0;
+}
+
+/* Loads (record, field) into st (re-initialised). FS_ENOTFOUND leaves st empty. */
+static int field_load(store *st, const rid_t *record, const schema_field *f, field_state *fs)
+{
+    free(fs->str);
+    fs->str = NULL;
+    merge_cand *keep = fs->cands;
+    uint32_t cap = fs->cap_cands;
+    memset(fs, 0, sizeof *fs);
+    fs->cands = keep;
+    fs->cap_cands = cap;
+    sqlite3_stmt *s = stmt(st, S_FIELD_GET);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, record->b, 16, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, f->num);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return FS_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return FS_EIO;
+    }
+    fs->present = true;
+    rc = decode_value_blob(f, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+                           &fs->value, &fs->str);
+    fs->version = (uint64_t)sqlite3_column_int64(s, 1);
+    fs->whlc = (uint64_t)sqlite3_column_int64(s, 2);
+    if (sqlite3_column_bytes(s, 3) == 16)
+        memcpy(fs->wdev.b, sqlite3_column_blob(s, 3), 16);
+    fs->wseq = (uint64_t)sqlite3_column_int64(s, 4);
+    snprintf(fs->author, sizeof fs->author, "%s", (const char *)sqlite3_column_text(s, 5));
+    if (!rc && sqlite3_column_type(s, 6) == SQLITE_BLOB)
+        rc = merge_aux_unpack(f, fs, sqlite3_column_blob(s, 6),
+                              (size_t)sqlite3_column_bytes(s, 6));
+    sqlite3_reset(s);
+    return rc ? FS_EIO : 0;
+}
+
+static int field_save(store *st, const rid_t *record, const schema_field *f,
+                      const field_state *fs)
+{
+    msgpack_packer pk;
+    st->buf.size = 0;
+    msgpack_packer_init(&pk, &st->buf, msgpack_sbuffer_write);
+    if (value_pack(&pk, &fs->value))
+        return FS_ENOMEM;
+    size_t vlen = st->buf.size;
+    if (merge_aux_pack(&pk, f, fs))
+        return FS_ENOMEM;
+    size_t alen = st->buf.size - vlen;
+    sqlite3_stmt *s = stmt(st, S_FIELD_PUT);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, record->b, 16, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, f->num);
+    sqlite3_bind_blob(s, 3, st->buf.data, (int)vlen, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)fs->version);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)fs->whlc);
+    sqlite3_bind_blob(s, 6, fs->wdev.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 7, (sqlite3_int64)fs->wseq);
+    sqlite3_bind_text(s, 8, fs->author, -1, SQLITE_STATIC);
+    if (alen)
+        sqlite3_bind_blob(s, 9, st->buf.data + vlen, (int)alen, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+int store_field_get(store *st, const rid_t *record, int field, field_state *out)
+{
+    field_state_init(out);
+    int type;
+    int rc = store_record_get(st, record, &type, NULL, 0);
+    if (rc)
+        return rc;
+    const schema_type *t = schema_type_by_id(st->s, type);
+    const schema_field *f = t ? schema_field_by_num(t, field) : NULL;
+    if (!f)
+        return FS_ENOTFOUND;
+    return field_load(st, record, f, out);
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+typedef struct rec_info {
+    bool exists;
+    bool created;
+    int type;
+    char scope[128];
+    bool has_scope;
+} rec_info;
+
+static int rec_lookup(store *st, const rid_t *id, rec_info *ri)
+{
+    memset(ri, 0, sizeof *ri);
+    sqlite3_stmt *s = stmt(st, S_REC_GET);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, id->b, 16, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        ri->exists = true;
+        ri->type = sqlite3_column_int(s, 0);
+        if (sqlite3_column_type(s, 1) == SQLITE_TEXT) {
+            snprintf(ri->scope, sizeof ri->scope, "%s", (const char *)sqlite3_column_text(s, 1));
+            ri->has_scope = true;
+        }
+        ri->created = sqlite3_column_int(s, 2) != 0;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+int store_record_get(store *st, const rid_t *record, int *type, char *scope_out, size_t cap)
+{
+    rec_info ri;
+    int rc = rec_lookup(st, record, &ri);
+    if (rc)
+        return rc;
+    if (!ri.exists)
+        return FS_ENOTFOUND;
+    if (type)
+        *type = ri.type;
+    if (scope_out && cap)
+        snprintf(scope_out, cap, "%s", ri.has_scope ? ri.scope : "");
+    return 0;
+}
+
+/* ---- applying ------------------------------------------------------------------------ */
+
+static int pack_body(store *st, const change *c)
+{
+    msgpack_packer pk;
+    st->buf.size = 0;
+    msgpack_packer_init(&pk, &st->buf, msgpack_sbuffer_write);
+    return change_pack(&pk, c, true);
+}
+
+static void refuse(apply_result *r, const fs_error *e)
+{
+    r->status = APPLY_REFUSED;
+    r->code = e->code;
+    snprintf(r->msg, sizeof r->msg, "%s", e->msg[0] ? e->msg : fs_strerror(e->code));
+}
+
+/* Answers a change whose dseq the authority has already consumed. */
+static int answer_replay(store *st, const change *c, apply_result *r)
+{
+    sqlite3_stmt *s = stmt(st, S_LOG_BY_DEV);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, c->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)c->dseq);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        bool same = (size_t)sqlite3_column_bytes(s, 1) == st->buf.size &&
+                    !memcmp(sqlite3_column_blob(s, 1), st->buf.data, st->buf.size);
+        r->seq = (uint64_t)sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (same) {
+            r->status = APPLY_DUPLICATE;
+        } else {
+            fs_error e;
+            fs_error_set(&e, FS_ESEQ_MISMATCH,
+                         "device sequence %llu was already used for a different change",
+                         (unsigned long long)c->dseq);
+            refuse(r, &e);
+        }
+        return 0;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return FS_EIO;
+    s = stmt(st, S_REFUSED_GET);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, c->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)c->dseq);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        bool same = (size_t)sqlite3_column_bytes(s, 2) == st->buf.size &&
+                    !memcmp(sqlite3_column_blob(s, 2), st->buf.data, st->buf.size);
+        fs_error e;
+        if (!same)
+            fs_error_set(&e, FS_ESEQ_MISMATCH,
+                         "device sequence %llu was already used for a different change",
+                         (unsigned long long)c->dseq);
+        else
+            fs_error_set(&e, sqlite3_column_int(s, 0), "%s",
+                         (const char *)sqlite3_column_text(s, 1));
+        sqlite3_reset(s);
+        if (same && e.code == FS_EDUP)
+            r->status = APPLY_DUPLICATE;
+        else
+            refuse(r, &e);
+        return 0;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return FS_EIO;
+    /* consumed but unknown (cannot happen unless tables were edited by hand) */
+    fs_error e;
+    fs_error_set(&e, FS_ESEQ_MISMATCH, "device sequence %llu already consumed",
+                 (unsigned long long)c->dseq);
+    refuse(r, &e);
+    return 0;
+}
+
+static int remember_refusal(store *st, const change *c, int code, const char *msg)
+{
+    sqlite3_stmt *s = stmt(st, S_REFUSED_PUT);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, c->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)c->dseq);
+    sqlite3_bind_int(s, 3, code);
+    sqlite3_bind_text(s, 4, msg, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 5, st->buf.data, (int)st->buf.size, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+static int devseq_get(store *st, const rid_t *dev, uint64_t *out)
+{
+    *out = 0;
+    sqlite3_stmt *s = stmt(st, S_DEVSEQ_GET);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, dev->b, 16, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *out = (uint64_t)sqlite3_column_int64(s, 0);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+static int devseq_put(store *st, const rid_t *dev, uint64_t dseq)
+{
+    sqlite3_stmt *s = stmt(st, S_DEVSEQ_PUT);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, dev->b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)dseq);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+int store_device_seq(store *st, const rid_t *device, uint64_t *out)
+{
+    return devseq_get(st, device, out);
+}
+
+/* Scope the record will have after c: its scope field, its scope_from parent's scope, or
+ * what it had. parent receives the scope_from reference when the change sets it. */
+static int scope_after(store *st, const schema_type *t, const change *c, const rec_info *ri,
+                       char *out, size_t cap, bool *has, const rid_t **parent, bool *parent_ok)
+{
+    *has = ri->has_scope;
+    *parent = NULL;
+    *parent_ok = true;
+    if (ri->has_scope)
+        snprintf(out, cap, "%s", ri->scope);
+    if (!t->scope_field)
+        return 0;
+    const change_field *cf = change_field_get(c, t->scope_field);
+    if (!cf)
+        return 0;
+    const schema_field *f = schema_field_by_num(t, t->scope_field);
+    if (f->kind == KIND_SCOPE) {
+        if (cf->v.kind == VAL_STR) {
+            snprintf(out, cap, "%.*s", (int)cf->v.u.s.len, cf->v.u.s.p);
+            *has = true;
+        }
+        return 0;
+    }
+    if (cf->v.kind != VAL_REF)
+        return 0;
+    *parent = &cf->v.u.ref;
+    rec_info pi;
+    int rc = rec_lookup(st, &cf->v.u.ref, &pi);
+    if (rc)
+        return rc;
+    if (!pi.exists || pi.type != f->ref_type) {
+        *parent_ok = false;
+        return 0;
+    }
+    if (pi.has_scope) {
+        snprintf(out, cap, "%s", pi.scope);
+        *has = true;
+    }
+    return 0;
+}
+
+static void release_outs(store *st, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        merge_out_destroy(&st->outs[i]);
+}
+
+static int open_review(store *st, const change *c, const schema_field *f, const merge_out *o,
+                       const fs_value *nv)
+{
+    msgpack_packer pk;
+    st->buf.size = 0;
+    msgpack_packer_init(&pk, &st->buf, msgpack_sbuffer_write);
+    if (value_pack(&pk, &o->old_value))
+        return FS_ENOMEM;
+    size_t alen = st->buf.size;
+    if (value_pack(&pk, nv))
+        return FS_ENOMEM;
+    sqlite3_stmt *s = stmt(st, S_REVIEW_OPEN);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, c->record.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, c->type);
+    sqlite3_bind_int(s, 3, f->num);
+    sqlite3_bind_blob(s, 4, st->buf.data, (int)alen, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)o->old_hlc);
+    sqlite3_bind_blob(s, 6, o->old_dev.b, 16, SQLITE_STATIC);
+    sqlite3_bind_text(s, 7, o->old_author, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 8, st->buf.data + alen, (int)(st->buf.size - alen), SQLITE_STATIC);
+    sqlite3_bind_int64(s, 9, (sqlite3_int64)c->hlc);
+    sqlite3_bind_blob(s, 10, c->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_text(s, 11, c->author, (int)c->author_len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+static int close_reviews(store *st, const change *c, int field)
+{
+    if (!(st->s->review_roles & (1u << c->role)) || c->base == 0)
+        return 0;
+    sqlite3_stmt *s = stmt(st, S_REVIEW_CLOSE);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, c->record.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, field);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)c->base);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)c->hlc);
+    sqlite3_bind_text(s, 5, c->author, (int)c->author_len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+/*
+ * Applies one change inside the batch transaction. Returns 0 with r filled (accepted,
+ * duplicate or refused), or FS_EIO/FS_ENOMEM for a failure that must abort the batch.
+ * authority: refuse by the rules; reviews: open review items on races.
+ */
+static int apply_one(store *st, const change *c, const apply_opts *o, bool authority,
+                     bool reviews, apply_result *r)
+{
+    fs_error e = {0};
+    const schema *s = st->s;
+    int rc;
+    memset(r, 0, sizeof *r);
+    const schema_type *t = schema_type_by_id(s, c->type);
+    if ((rc = pack_body(st, c)))
+        return rc;
+    if (!t || change_validate(s, c, &e)) {
+        if (!t)
+            fs_error_set(&e, FS_EUNKNOWN_TYPE, "record type %u unknown", c->type);
+        refuse(r, &e);
+        return authority ? remember_refusal(st, c, e.code, r->msg) : 0;
+    }
+    if (authority) {
+        uint64_t max;
+        if ((rc = devseq_get(st, &c->device, &max)))
+            return rc;
+        if (c->dseq <= max)
+            return answer_replay(st, c, r);
+        if (c->dseq > max + 1) {
+            fs_error_set(&e, FS_ESEQ_GAP,
+                         "device sequence jumps from %llu to %llu: send changes %llu..%llu first",
+                         (unsigned long long)max, (unsigned long long)c->dseq,
+                         (unsigned long long)max + 1, (unsigned long long)c->dseq - 1);
+            refuse(r, &e);
+            return 0; /* not consumed: the device must fill the gap */
+        }
+        if ((rc = devseq_put(st, &c->device, c->dseq)))
+            return rc;
+    }
+    /* from here on the authority has consumed dseq: refusals are remembered */
+#define REFUSE()                                                                           \
+    do {                                                                                   \
+        refuse(r, &e);                                                                     \
+        release_outs(st, nf_done);                                                         \
+        return authority ? remember_refusal(st, c, e.code, r->msg) : 0;                    \
+    } while (0)
+    uint32_t nf_done = 0;
+    if (authority && hlc_check(&st->clock, c->hlc)) {
+        fs_error_set(&e, FS_ECLOCK_DRIFT,
+                     "change clock is %lld s ahead of the server: set the device's date and "
+                     "time",
+                     (long long)(hlc_physical_ms(c->hlc) - hlc_wall_ms(&st->clock)) / 1000);
+        REFUSE();
+    }
+    if (authority && !(t->write_roles & (1u << c->role))) {
+        fs_error_set(&e, FS_EROLE, "role '%s' may not write %s records", s->roles[c->role],
+                     t->name);
+        REFUSE();
+    }
+    rec_info ri;
+    if ((rc = rec_lookup(st, &c->record, &ri)))
+        return rc;
+    if (ri.exists && ri.type != c->type) {
+        fs_error_set(&e, FS_EBAD_ID, "record id belongs to a %s record, not %s",
+                     schema_type_by_id(s, ri.type) ? schema_type_by_id(s, ri.type)->name : "?",
+                     t->name);
+        REFUSE();
+    }
+    bool creating = !ri.created;
+    if (authority && !ri.exists) {
+        if (c->base != 0) {
+            fs_error_set(&e, FS_ENOT_CREATED, "%s record was never created (base %llu)",
+                         t->name, (unsigned long long)c->base);
+            REFUSE();
+        }
+        for (uint32_t i = 0; i < t->n_fields; i++)
+            if (t->fields[i].required && !change_field_get(c, t->fields[i].num)) {
+                fs_error_set(&e, FS_EREQUIRED, "a new %s needs field '%s'", t->name,
+                             t->fields[i].name);
+                REFUSE();
+            }
+    }
+    bool dup_create = false;
+    if (authority && ri.exists && t->append_only) {
+        /* a re-sent identical create (new dseq) is a duplicate; anything else is refused */
+        dup_create = true;
+        for (uint32_t i = 0; i < c->n_fields && dup_create; i++) {
+            const schema_field *f = schema_field_by_num(t, c->fields[i].num);
+            field_state *fs = &st->scratch[0];
+            rc = field_load(st, &c->record, f, fs);
+            if (rc && rc != FS_ENOTFOUND)
+                return rc;
+            dup_create = rc == 0 && value_equal(&fs->value, &c->fields[i].v);
+        }
+        if (dup_create) {
+            r->status = APPLY_DUPLICATE;
+            if ((rc = pack_body(st, c)))
+                return rc;
+            return remember_refusal(st, c, FS_EDUP, "identical create already applied");
+        }
+        fs_error_set(&e, FS_EAPPEND_ONLY,
+                     "%s records are append-only: record a %s instead of changing it", t->name,
+                     "correction (a new record)");
+        REFUSE();
+    }
+    char scope[128] = "";
+    bool has_scope;
+    const rid_t *parent;
+    bool parent_ok;
+    if ((rc = scope_after(st, t, c, &ri, scope, sizeof scope, &has_scope, &parent, &parent_ok)))
+        return rc;
+    if (authority && !parent_ok) {
+        fs_error_set(&e, FS_EREF, "the %s this %s refers to is not on the server",
+                     schema_field_by_num(t, t->scope_field)->name, t->name);
+        REFUSE();
+    }
+    /* merge every field into scratch states; refuse the change if any field refuses */
+    for (uint32_t i = 0; i < c->n_fields; i++) {
+        const schema_field *f = schema_field_by_num(t, c->fields[i].num);
+        field_state *fs = &st->scratch[i];
+        rc = field_load(st, &c->record, f, fs);
+        if (rc && rc != FS_ENOTFOUND) {
+            release_outs(st, nf_done);
+            return rc;
+        }
+        if (authority && f->rule == RULE_IMMUTABLE && ri.created) {
+            fs_error_set(&e, FS_EAPPEND_ONLY, "field '%s' of %s is fixed when it is created",
+                         f->name, t->name);
+            REFUSE();
+        }
+        rc = merge_field(s, f, fs, c, &c->fields[i].v, authority, &st->outs[i], &e);
+        nf_done = i + 1;
+        if (rc == FS_ENOMEM) {
+            release_outs(st, nf_done);
+            return rc;
+        }
+        if (rc)
+            REFUSE();
+    }
+    if (authority && o && o->authorize) {
+        e.code = 0;
+        e.msg[0] = '\0';
+        rc = o->authorize(o->ctx, c, ri.exists && ri.has_scope ? ri.scope : NULL,
+                          has_scope ? scope : NULL, &e);
+        if (rc) {
+            if (!e.code)
+                fs_error_set(&e, rc, "%s", fs_strerror(rc));
+            REFUSE();
+        }
+    }
+    /* write: log, record, fields, reviews */
+    if ((rc = pack_body(st, c)))
+        goto out;
+    sqlite3_stmt *q = stmt(st, S_LOG_INSERT);
+    if (!q) {
+        rc = FS_EIO;
+        goto out;
+    }
+    sqlite3_bind_blob(q, 1, c->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)c->dseq);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)c->hlc);
+    sqlite3_bind_int(q, 4, c->type);
+    sqlite3_bind_blob(q, 5, c->record.b, 16, SQLITE_STATIC);
+    if (has_scope)
+        sqlite3_bind_text(q, 6, scope, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 7, st->buf.data, (int)st->buf.size, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        rc = FS_EIO;
+        goto out;
+    }
+    if (sqlite3_changes(st->db) == 0) { /* replica: (device, dseq) already applied */
+        r->status = APPLY_DUPLICATE;
+        rc = 0;
+        goto out;
+    }
+    r->seq = (uint64_t)sqlite3_last_insert_rowid(st->db);
+    if (!ri.exists || creating || (has_scope && (!ri.has_scope || strcmp(scope, ri.scope))) ||
+        parent) {
+        q = stmt(st, S_REC_INSERT);
+        if (!q) {
+            rc = FS_EIO;
+            goto out;
+        }
+        sqlite3_bind_blob(q, 1, c->record.b, 16, SQLITE_STATIC);
+        sqlite3_bind_int(q, 2, c->type);
+        if (has_scope)
+            sqlite3_bind_text(q, 3, scope, -1, SQLITE_STATIC);
+        if (parent)
+            sqlite3_bind_blob(q, 4, parent->b, 16, SQLITE_STATIC);
+        sqlite3_bind_int(q, 5, c->base == 0);
+        rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (rc != SQLITE_DONE) {
+            rc = FS_EIO;
+            goto out;
+        }
+        if (has_scope && (!ri.has_scope || strcmp(scope, ri.scope))) {
+            /* records that take their scope from this one follow it */
+            q = stmt(st, S_REC_CHILD_SCOPE);
+            if (!q) {
+                rc = FS_EIO;
+                goto out;
+            }
+            sqlite3_bind_blob(q, 1, c->record.b, 16, SQLITE_STATIC);
+            sqlite3_bind_text(q, 2, scope, -1, SQLITE_STATIC);
+            rc = sqlite3_step(q);
+            sqlite3_reset(q);
+            if (rc != SQLITE_DONE) {
+                rc = FS_EIO;
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+    for (uint32_t i = 0; i < c->n_fields && !rc; i++) {
+        const schema_field *f = schema_field_by_num(t, c->fields[i].num);
+        rc = field_save(st, &c->record, f, &st->scratch[i]);
+        if (!rc && reviews && st->outs[i].race) {
+            rc = open_review(st, c, f, &st->outs[i], &c->fields[i].v);
+            r->reviews++;
+        }
+        if (!rc)
+            rc = close_reviews(st, c, f->num);
+    }
+    if (!rc)
+        hlc_recv(&st->clock, c->hlc); /* drift was checked above for the authority */
+out:
+    release_outs(st, nf_done);
+    return rc;
+#undef REFUSE
+}
+
+int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
+                      apply_result *results, fs_error *e)
+{
+    bool authority = st->mode == STORE_AUTHORITY;
+    uint64_t clock_before = st->clock.last;
+    if (exec1(st, S_BEGIN))
+        return db_fail(st, e, "begin");
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = apply_one(st, &changes[i], o, authority, authority, &results[i]);
+    if (!rc && st->clock.last != clock_before)
+        rc = save_clock(st);
+    if (!rc && exec1(st, S_COMMIT))
+        rc = FS_EIO;
+    if (rc) {
+        if (rc == FS_EIO)
+            db_fail(st, e, "apply batch");
+        else
+            fs_error_set(e, rc, "apply batch: %s", fs_strerror(rc));
+        exec1(st, S_ROLLBACK);
+        st->clock.last = clock_before > st->clock.last ? clock_before : st->clock.last;
+        return rc;
+    }
+    if (o && o->on_commit) {
+        for (size_t i = 0; i < n; i++) {
+            if (results[i].status != APPLY_ACCEPTED)
+                continue;
+            char scope[128];
+            int has = store_record_get(st, &changes[i].record, NULL, scope, sizeof scope) == 0 &&
+                      scope[0];
+            o->on_commit(o->ctx, &changes[i], results[i].seq, has ? scope : NULL);
+        }
+    }
+    return 0;
+}
+
+int store_tx(store *st, int (*fn)(store *st, void *ctx), void *ctx, fs_error *e)
+{
+    if (exec1(st, S_BEGIN))
+        return db_fail(st, e, "begin");
+    int rc = fn(st, ctx);
+    if (!rc && exec1(st, S_COMMIT))
+        rc = db_fail(st, e, "commit");
+    if (rc)
+        exec1(st, S_ROLLBACK);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------------- */
+
+int store_last_seq(store *st, uint64_t *out)
+{
+    sqlite3_stmt *s = stmt(st, S_LOG_LAST);
+    if (!s)
+        return FS_EIO;
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : FS_EIO;
+}
+
+static int scan_rows(sqlite3_stmt *s, size_t max, store_log_fn fn, void *ctx, uint64_t *last)
+{
+    int rc;
+    size_t n = 0;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+        const char *scope = sqlite3_column_type(s, 2) == SQLITE_TEXT
+                                ? (const char *)sqlite3_column_text(s, 2)
+                                : NULL;
+        if (last)
+            *last = seq;
+        n++;
+        if (fn(ctx, seq, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), scope))
+            break;
+    }
+    if (n < max && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sqlite3_reset(s);
+        return FS_EIO;
+    }
+    sqlite3_reset(s);
+    return 0;
+}
+
+int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void *ctx,
+                   uint64_t *last)
+{
+    sqlite3_stmt *s = stmt(st, S_LOG_SCAN);
+    if (!s)
+        return FS_EIO;
+    if (last)
+        *last = after;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    return scan_rows(s, max, fn, ctx, last);
+}
+
+int store_history(store *st, const rid_t *record, store_log_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = stmt(st, S_LOG_HISTORY);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, record->b, 16, SQLITE_STATIC);
+    return scan_rows(s, SIZE_MAX, fn, ctx, NULL);
+}
+
+static void fnv(uint64_t h[2], const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h[0] = (h[0] ^ b[i]) * 0x100000001b3ULL;
+        h[1] = (h[1] ^ b[i]) * 0x100000001b3ULL ^ (h[1] >> 29);
+    }
+    uint8_t sep = 0xff;
+    h[0] = (h[0] ^ sep) * 0x100000001b3ULL;
+    h[1] = (h[1] ^ sep) * 0x100000001b3ULL;
+}
+
+static int hash_query(sqlite3 *db, const char *sql, uint64_t h[2])
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL))
+        return FS_EIO;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(s); i++) {
+            uint8_t ty = (uint8_t)sqlite3_column_type(s, i);
+            fnv(h, &ty, 1);
+            if (ty == SQLITE_INTEGER) {
+                sqlite3_int64 v = sqlite3_column_int64(s, i);
+                fnv(h, &v, sizeof v);
+            } else if (ty != SQLITE_NULL) {
+                const void *b = sqlite3_column_blob(s, i);
+                fnv(h, b, (size_t)sqlite3_column_bytes(s, i));
+            }
+        }
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+int store_state_hash(store *st, uint64_t out[2])
+{
+    uint64_t h[2] = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    int rc = hash_query(st->db, "SELECT id, type FROM records ORDER BY id", h);
+    if (!rc)
+        rc = hash_query(st->db,
+                        "SELECT record, field, value, version, whlc, wdev, wseq, author, aux "
+                        "FROM fields ORDER BY record, field",
+                        h);
+    out[0] = h[0];
+    out[1] = h[1];
+    return rc;
+}
+
+static int rebuild_tx(store *st, void *ctx)
+{
+    (void)ctx;
+    if (sqlite3_exec(st->db,
+                     "DELETE FROM records; DELETE FROM fields; DELETE FROM review;"
+                     "CREATE TEMP TABLE old_log AS SELECT * FROM log ORDER BY seq;"
+                     "DELETE FROM log;",
+                     NULL, NULL, NULL))
+        return FS_EIO;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "SELECT seq, body FROM temp.old_log ORDER BY seq", -1, &s,
+                           NULL))
+        return FS_EIO;
+    sqlite3_stmt *fix;
+    if (sqlite3_prepare_v2(st->db, "UPDATE log SET seq = ?1 WHERE seq = ?2", -1, &fix, NULL)) {
+        sqlite3_finalize(s);
+        return FS_EIO;
+    }
+    int rc;
+    change *c = malloc(sizeof *c);
+    if (!c) {
+        sqlite3_finalize(s);
+        sqlite3_finalize(fix);
+        return FS_ENOMEM;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        mpr r;
+        mpr_init(&r, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+        if (change_unpack(&r, st->s, true, c, NULL)) {
+            rc = FS_EIO;
+            break;
+        }
+        apply_result res;
+        rc = apply_one(st, c, NULL, false, st->mode == STORE_AUTHORITY, &res);
+        if (rc)
+            break;
+        /* keep the original sequence numbers: they are the pull cursors devices hold */
+        sqlite3_bind_int64(fix, 1, sqlite3_column_int64(s, 0));
+        sqlite3_bind_int64(fix, 2, (sqlite3_int64)res.seq);
+        if (sqlite3_step(fix) != SQLITE_DONE) {
+            rc = FS_EIO;
+            break;
+        }
+        sqlite3_reset(fix);
+    }
+    free(c);
+    sqlite3_finalize(s);
+    sqlite3_finalize(fix);
+    if (rc != SQLITE_DONE)
+        return rc ? rc : FS_EIO;
+    return sqlite3_exec(st->db, "DROP TABLE temp.old_log", NULL, NULL, NULL) ? FS_EIO : 0;
+}
+
+int store_rebuild(store *st, fs_error *e)
+{
+    return store_tx(st, rebuild_tx, NULL, e);
+}
+
+int store_review_count(store *st, bool open_only, int64_t *out)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           open_only ? "SELECT count(*) FROM review WHERE resolved_hlc = 0"
+                                     : "SELECT count(*) FROM review",
+                           -1, &s, NULL))
+        return FS_EIO;
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : FS_EIO;
+}
+
+int store_review_scan(store *st, bool open_only, store_review_fn fn, void *ctx)
+{
+    sqlite3_stmt *s;
+    const char *sql = open_only
+                          ? "SELECT id, record, type, field, value_a, hlc_a, dev_a, author_a, "
+                            "value_b, hlc_b, dev_b, author_b, resolved_hlc, resolved_by "
+                            "FROM review WHERE resolved_hlc = 0 ORDER BY id"
+                          : "SELECT id, record, type, field, value_a, hlc_a, dev_a, author_a, "
+                            "value_b, hlc_b, dev_b, author_b, resolved_hlc, resolved_by "
+                            "FROM review ORDER BY id";
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL))
+        return FS_EIO;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        review_item it;
+        memset(&it, 0, sizeof it);
+        it.id = sqlite3_column_int64(s, 0);
+        if (sqlite3_column_bytes(s, 1) == 16)
+            memcpy(it.record.b, sqlite3_column_blob(s, 1), 16);
+        it.type = sqlite3_column_int(s, 2);
+        it.field = sqlite3_column_int(s, 3);
+        it.value_a = sqlite3_column_blob(s, 4);
+        it.len_a = (size_t)sqlite3_column_bytes(s, 4);
+        it.hlc_a = (uint64_t)sqlite3_column_int64(s, 5);
+        if (sqlite3_column_bytes(s, 6) == 16)
+            memcpy(it.dev_a.b, sqlite3_column_blob(s, 6), 16);
+        it.author_a = (const char *)sqlite3_column_text(s, 7);
+        it.value_b = sqlite3_column_blob(s, 8);
+        it.len_b = (size_t)sqlite3_column_bytes(s, 8);
+        it.hlc_b = (uint64_t)sqlite3_column_int64(s, 9);
+        if (sqlite3_column_bytes(s, 10) == 16)
+            memcpy(it.dev_b.b, sqlite3_column_blob(s, 10), 16);
+        it.author_b = (const char *)sqlite3_column_text(s, 11);
+        it.resolved_hlc = (uint64_t)sqlite3_column_int64(s, 12);
+        it.resolved_by = (const char *)sqlite3_column_text(s, 13);
+        if (fn(ctx, &it))
+            break;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FS_EIO;
+}

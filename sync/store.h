@@ -1,0 +1,141 @@
+/*
+ * store.h — the replica store on SQLite, used by the server (authority) and every device.
+ *
+ * What it holds (tables in store.c's migration, documented in docs/architecture.md):
+ *   log       every accepted change (full wire form), with a local sequence: on the server
+ *             that sequence is the pull cursor. The history and audit trail.
+ *   records   one row per record: type, scope (village), create seen.
+ *   fields    current state per (record, field): value, version, winner, rule state.
+ *   review    review items opened by the review rule (authority) or received (devices).
+ *   devseq    per device, the highest device sequence consumed (authority: gap detection).
+ *   refused   changes the authority refused, with code and text, so a re-send gets the same
+ *             answer (exactly-once for refusals too).
+ *   outbox    (device) local changes not yet acknowledged; refusals kept until the user acts.
+ *   meta      persisted clock, schema version, identity.
+ *
+ * One transaction per batch (store_apply_batch): results are valid only after it returns 0,
+ * which means COMMIT returned: the durable acknowledgement the protocol promises. Every
+ * connection runs with WAL, synchronous=NORMAL, foreign_keys off, a busy timeout and a
+ * journal size limit. Prepared statements are cached per handle.
+ *
+ * Threading: one handle per thread. Ownership: the handle borrows the schema (it must outlive
+ * the handle); everything returned through out-parameters is described per function.
+ */
+#ifndef FS_STORE_H
+#define FS_STORE_H
+
+#include "change.h"
+#include "hlc.h"
+#include "merge.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+typedef enum store_mode {
+    STORE_AUTHORITY, /* the server: decides accept/refuse, checks sequences, opens reviews */
+    STORE_REPLICA    /* a device: applies what the authority accepted, in any order */
+} store_mode;
+
+typedef enum apply_status { APPLY_ACCEPTED = 0, APPLY_DUPLICATE = 1, APPLY_REFUSED = 2 } apply_status;
+
+typedef struct apply_result {
+    uint8_t status;    /* apply_status */
+    int code;          /* fs_err when refused, else 0 */
+    char msg[200];     /* reason when refused (as fs_error.msg) */
+    uint64_t seq;      /* log sequence of an accepted change */
+    uint32_t reviews;  /* review items this change opened */
+} apply_result;
+
+/* Called by the authority for each change after decoding and the sequence check, with the
+ * record's scope before (NULL for a new record) and after the change. Return 0 to proceed or
+ * an fs_err (FS_ESCOPE, FS_EROLE) with e filled to refuse this change alone. */
+typedef int (*store_authorize_fn)(void *ctx, const change *c, const char *scope_before,
+                                  const char *scope_after, fs_error *e);
+
+/* Called after commit for each accepted change (live fan-out). scope may be NULL. */
+typedef void (*store_commit_fn)(void *ctx, const change *c, uint64_t seq, const char *scope);
+
+typedef struct apply_opts {
+    store_authorize_fn authorize;
+    store_commit_fn on_commit;
+    void *ctx;
+} apply_opts;
+
+/* Opens (creating and migrating) the store at path; ":memory:" works for tests. The handle
+ * borrows s. Returns 0 and *out (free with store_close), FS_EIO with e naming the SQLite
+ * error (locked, read-only, not a database), or FS_ESCHEMA when the store was made by a newer
+ * schema version than s. */
+int store_open(const char *path, const schema *s, store_mode mode, store **out, fs_error *e);
+
+/* Saves the clock and closes. Accepts NULL. */
+void store_close(store *st);
+
+sqlite3 *store_db(store *st);           /* borrowed: for the server's and SDK's own tables */
+hlc_clock *store_clock(store *st);      /* borrowed: the replica's clock */
+const schema *store_schema(const store *st);
+store_mode store_get_mode(const store *st);
+
+/* Applies n changes in one transaction. results[i] says what happened to changes[i]. Returns
+ * 0 after COMMIT, or FS_EIO/FS_ENOMEM after ROLLBACK (then no result is valid and nothing was
+ * applied: the caller must not acknowledge). A refused change never stops the others. */
+int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
+                      apply_result *results, fs_error *e);
+
+/* Highest device sequence the authority has consumed for device (0 if none). */
+int store_device_seq(store *st, const rid_t *device, uint64_t *out);
+
+/* Last log sequence (0 if empty). */
+int store_last_seq(store *st, uint64_t *out);
+
+/* Reads a field's current state (value borrowed into st, destroy with field_state_destroy).
+ * Returns 0, FS_ENOTFOUND, or FS_EIO. */
+int store_field_get(store *st, const rid_t *record, int field, field_state *out);
+
+/* Record header. scope_out (if not NULL) receives up to cap bytes, NUL-terminated. */
+int store_record_get(store *st, const rid_t *record, int *type, char *scope_out, size_t cap);
+
+/* Iterates the log after seq (exclusive) in order: calls fn with each change's full-form
+ * bytes (borrowed for the call) until max rows or fn returns non-zero. *last receives the
+ * sequence of the last row visited. */
+typedef int (*store_log_fn)(void *ctx, uint64_t seq, const void *body, size_t len,
+                            const char *scope);
+int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void *ctx,
+                   uint64_t *last);
+
+/* History of one record (the audit trail), in log order. */
+int store_history(store *st, const rid_t *record, store_log_fn fn, void *ctx);
+
+/* A canonical hash of the record state (records and fields, not the log or local sequences):
+ * two replicas with equal hashes hold identical state. */
+int store_state_hash(store *st, uint64_t out[2]);
+
+/* Rebuilds records, fields and review items from the log alone (the audit trail is the
+ * truth). Returns 0 or FS_EIO. */
+int store_rebuild(store *st, fs_error *e);
+
+/* Review items. */
+typedef struct review_item {
+    int64_t id;
+    rid_t record;
+    int type, field;
+    /* the two values, packed MessagePack (owned by the iteration, borrowed for the call) */
+    const void *value_a; size_t len_a; uint64_t hlc_a; rid_t dev_a; const char *author_a;
+    const void *value_b; size_t len_b; uint64_t hlc_b; rid_t dev_b; const char *author_b;
+    uint64_t resolved_hlc; /* 0 while open */
+    const char *resolved_by;
+} review_item;
+typedef int (*store_review_fn)(void *ctx, const review_item *it);
+int store_review_scan(store *st, bool open_only, store_review_fn fn, void *ctx);
+int store_review_count(store *st, bool open_only, int64_t *out);
+
+/* Runs fn inside one transaction (BEGIN IMMEDIATE .. COMMIT, ROLLBACK when fn fails). */
+int store_tx(store *st, int (*fn)(store *st, void *ctx), void *ctx, fs_error *e);
+
+/* Meta key/value (small values). get: FS_ENOTFOUND if absent; buf gets NUL-terminated. */
+int store_meta_get(store *st, const char *key, char *buf, size_t cap);
+int store_meta_set(store *st, const char *key, const char *value);
+
+#endif
