@@ -351,3 +351,27 @@ int change_sort_fields(change *c)
             return FS_EINVAL;
     return 0;
 }
+
+bool change_downgrade(const schema *s, change *c, int version)
+{
+    const schema_type *t = schema_type_by_id(s, c->type);
+    if (!t || t->since > version)
+        return false;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < c->n_fields; i++) {
+        const schema_field *f = schema_field_by_num(t, c->fields[i].num);
+        fs_value *v = &c->fields[i].v;
+        bool keep = f && f->since <= version;
+        if (keep && f->kind == KIND_ENUM && v->kind == VAL_INT)
+            keep = f->values[v->u.i].since <= version;
+        if (keep && f->kind == KIND_SET && v->kind == VAL_SET) {
+            for (uint32_t b = 0; b < f->n_values && keep; b++)
+                if (((v->u.set.add | v->u.set.rm) >> b & 1) && f->values[b].since > version)
+                    keep = false;
+        }
+        if (keep)
+            c->fields[k++] = c->fields[i];
+    }
+    c->n_fields = k;
+    return k > 0;
+}

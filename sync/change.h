@@ -97,6 +97,12 @@ const change_field *change_field_get(const change *c, int num);
 /* Sorts c->fields by num (for changes built by hand). Returns FS_EINVAL on a duplicate. */
 int change_sort_fields(change *c);
 
+/* Rewrites c in place into the form a peer on schema version `version` understands: drops
+ * fields added after that version and fields whose value (enum, or set bits) was added after
+ * it. Returns true if anything remains to send, false if the peer cannot represent the change
+ * at all (its type is newer, or no field is left). docs/protocol.md, "Schema versions". */
+bool change_downgrade(const schema *s, change *c, int version);
+
 /* Date helpers: YYYYMMDD is a real calendar date from 1900-01-01 to 2199-12-31. */
 bool date_valid(int64_t yyyymmdd);
 

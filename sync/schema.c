@@ -163,6 +163,14 @@ static int get_values(loader *L, yaml_node_t *v, schema_field *f)
                         return rc;
                     continue;
                 }
+                if (!strcmp(ks, "since")) {
+                    int64_t sv;
+                    int rc = get_int(L, x, 1, L->s->version ? L->s->version : 65535, &sv);
+                    if (rc)
+                        return rc;
+                    ev->since = (int)sv;
+                    continue;
+                }
                 char **dst = !strcmp(ks, "code") ? &ev->code
                              : !strcmp(ks, "zh") ? &ev->zh
                              : !strcmp(ks, "en") ? &ev->en
@@ -283,6 +291,10 @@ static int load_field(loader *L, yaml_node_t *fn, schema_type *t, schema_field *
         } else if (!strcmp(ks, "label")) {
             if ((rc = get_label(L, v, &f->label_zh, &f->label_en)))
                 return rc;
+        } else if (!strcmp(ks, "since")) {
+            if ((rc = get_int(L, v, 1, L->s->version ? L->s->version : 65535, &x)))
+                return rc;
+            f->since = (int)x;
         } else {
             return fail(L, k, "unknown field key '%s'", ks);
         }
@@ -315,6 +327,11 @@ static int load_field(loader *L, yaml_node_t *fn, schema_type *t, schema_field *
         return fail(L, privs_at, "lower_roles/reopen_roles only apply to escalate and workflow");
     if (t->append_only)
         f->rule = RULE_IMMUTABLE;
+    if (!f->since)
+        f->since = 1;
+    for (uint32_t i = 0; i < f->n_values; i++)
+        if (!f->values[i].since)
+            f->values[i].since = 1;
     return 0;
 }
 
@@ -358,12 +375,18 @@ static int load_type(loader *L, yaml_node_t *tn, schema_type *t, pending_ref *re
                 return rc;
         } else if (!strcmp(ks, "fields")) {
             fields = v;
+        } else if (!strcmp(ks, "since")) {
+            if ((rc = get_int(L, v, 1, L->s->version ? L->s->version : 65535, &x)))
+                return rc;
+            t->since = (int)x;
         } else {
             return fail(L, k, "unknown type key '%s'", ks);
         }
     }
     if (!t->name || !t->id)
         return fail(L, tn, "a type needs a name and an id");
+    if (!t->since)
+        t->since = 1;
     if (!fields || fields->type != YAML_SEQUENCE_NODE)
         return fail(L, tn, "type '%s' needs a list of fields", t->name);
     size_t n = (size_t)(fields->data.sequence.items.top - fields->data.sequence.items.start);

@@ -32,6 +32,7 @@ typedef struct enum_value {
     char *zh;    /* Chinese label (may be NULL) */
     char *en;    /* English label (may be NULL) */
     uint32_t roles; /* roles that may set this value (bit per role); 0 = any writer */
+    int since;      /* schema version that added this value (1 if not given) */
 } enum_value;
 
 typedef struct schema_field {
@@ -49,6 +50,7 @@ typedef struct schema_field {
     uint32_t priv_roles;    /* escalate: lower_roles; workflow: reopen_roles (bit per role) */
     char *label_zh, *label_en;
     int line;               /* line in the file, for messages */
+    int since;              /* schema version that added this field (1 if not given) */
 } schema_field;
 
 typedef struct schema_type {
@@ -61,6 +63,7 @@ typedef struct schema_type {
     schema_field *fields;   /* in file order */
     schema_field *by_num[256]; /* borrowed pointers into fields, NULL where unused */
     int scope_field;        /* num of the KIND_SCOPE field or of a scope_from ref, or 0 */
+    int since;              /* schema version that added this type (1 if not given) */
 } schema_type;
 
 typedef struct schema {
