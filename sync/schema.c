@@ -138,6 +138,8 @@ static int get_values(loader *L, yaml_node_t *v, schema_field *f)
 {
     if (v->type != YAML_SEQUENCE_NODE)
         return fail(L, v, "values must be a list");
+    if (f->values)
+        return fail(L, v, "values given twice");
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n < 1 || n > SCHEMA_MAX_ENUM)
         return fail(L, v, "an enum needs 1..%d values, found %zu", SCHEMA_MAX_ENUM, n);
@@ -237,6 +239,7 @@ static int load_field(loader *L, yaml_node_t *fn, schema_type *t, schema_field *
         if (!strcmp(ks, "name")) {
             if (!vs || !is_ident(vs))
                 return fail(L, v, "field name must be lowercase letters, digits, _ (max 31)");
+            free(f->name);
             if (!(f->name = dupstr(vs)))
                 return FS_ENOMEM;
         } else if (!strcmp(ks, "num")) {
@@ -281,6 +284,7 @@ static int load_field(loader *L, yaml_node_t *fn, schema_type *t, schema_field *
                 return fail(L, v, "ref names a record type");
             pr->f = f;
             pr->at = v;
+            free(pr->name);
             if (!(pr->name = dupstr(vs)))
                 return FS_ENOMEM;
         } else if (!strcmp(ks, "lower_roles") || !strcmp(ks, "reopen_roles")) {
@@ -359,6 +363,7 @@ static int load_type(loader *L, yaml_node_t *tn, schema_type *t, pending_ref *re
         if (!strcmp(ks, "name")) {
             if (!vs || !is_ident(vs))
                 return fail(L, v, "type name must be lowercase letters, digits, _ (max 31)");
+            free(t->name);
             if (!(t->name = dupstr(vs)))
                 return FS_ENOMEM;
         } else if (!strcmp(ks, "id")) {
@@ -400,8 +405,11 @@ static int load_type(loader *L, yaml_node_t *tn, schema_type *t, pending_ref *re
         yaml_node_t *fn = node(L, fields->data.sequence.items.start[i]);
         schema_field *f = &t->fields[i];
         pending_ref *pr = &refs[*n_refs];
-        if ((rc = load_field(L, fn, t, f, pr)))
+        if ((rc = load_field(L, fn, t, f, pr))) {
+            free(pr->name); /* not yet counted in n_refs */
+            pr->name = NULL;
             return rc;
+        }
         if (pr->name)
             (*n_refs)++;
         if (t->by_num[f->num])
