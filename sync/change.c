@@ -171,7 +171,10 @@ int change_validate(const schema *s, const change *c, fs_error *e)
                                 "field %u is not in type '%s' of schema version %d",
                                 c->fields[i].num, t->name, s->version);
         if (i && c->fields[i].num <= c->fields[i - 1].num)
-            return fs_error_set(e, FS_EDEC_TYPE, "fields must be in ascending order, unique");
+            return fs_error_set(e, FS_EDEC_TYPE,
+                                "field %u ('%s') after field %u: fields must be in ascending "
+                                "order, unique",
+                                c->fields[i].num, f->name, c->fields[i - 1].num);
         int rc = value_validate(f, &c->fields[i].v, e);
         if (rc)
             return rc;

@@ -96,6 +96,17 @@ static const merge_cand *best_cand(const field_state *st)
     return b;
 }
 
+/* The level the field would show once c is merged (merge_ordered without the writes). */
+static int64_t level_after(const field_state *st, const change *c, const fs_value *v)
+{
+    uint64_t m = c->base > st->max_base ? c->base : st->max_base;
+    int64_t best = c->hlc > m ? level_of(v) : INT64_MIN;
+    for (uint32_t i = 0; i < st->n_cands; i++)
+        if (st->cands[i].hlc > m && st->cands[i].level > best)
+            best = st->cands[i].level;
+    return best;
+}
+
 static int merge_ordered(field_state *st, const change *c, const fs_value *v)
 {
     uint64_t m = c->base > st->max_base ? c->base : st->max_base;
@@ -125,6 +136,17 @@ static int merge_ordered(field_state *st, const change *c, const fs_value *v)
         x->dseq = c->dseq;
         x->level = level_of(v);
         set_author(x->author, c);
+        /* keep candidates in (hlc, device, dseq) order: the stored state (merge_aux_pack,
+         * store_state_hash) must not depend on the order the changes arrived in */
+        for (uint32_t j = st->n_cands - 1;
+             j > 0 && order_cmp(st->cands[j - 1].hlc, &st->cands[j - 1].dev,
+                                st->cands[j - 1].dseq, st->cands[j].hlc, &st->cands[j].dev,
+                                st->cands[j].dseq) > 0;
+             j--) {
+            merge_cand tmp = st->cands[j - 1];
+            st->cands[j - 1] = st->cands[j];
+            st->cands[j] = tmp;
+        }
     }
 chosen:;
     const merge_cand *b = best_cand(st);
@@ -173,10 +195,14 @@ int merge_field(const schema *s, const schema_field *f, field_state *st, const c
     if (authority && st->present && (f->rule == RULE_ESCALATE || f->rule == RULE_WORKFLOW) &&
         level_of(v) < level_of(&st->value)) {
         const char *what = f->rule == RULE_ESCALATE ? "lower" : "reopen (move back)";
-        if (!(f->priv_roles & (1u << c->role)))
+        bool priv = f->priv_roles & (1u << c->role);
+        /* A change below the current level made without seeing it (base older) is a
+         * concurrent raise / forward move: it only lowers if merging it would lower the
+         * visible level. */
+        if (!priv && level_after(st, c, v) < level_of(&st->value))
             return fs_error_set(e, FS_EROLE, "role '%s' may not %s %s", s->roles[c->role], what,
                                 f->name);
-        if (c->base < st->version)
+        if (priv && c->base < st->version)
             return fs_error_set(e, FS_ESTALE,
                                 "%s was changed since you looked at it: look again, then %s",
                                 f->name, what);

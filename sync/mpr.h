@@ -51,7 +51,7 @@ int mpr_array(mpr *r, uint32_t max, uint32_t *count);
 int mpr_map(mpr *r, uint32_t max, uint32_t *count);
 /* str: checks length <= max_len and UTF-8 validity (no NUL). Borrows the input. */
 int mpr_str(mpr *r, uint32_t max_len, const char **s, uint32_t *len);
-/* bin: exact length when want_len > 0, else <= max_len. Borrows the input. */
+/* bin: length <= max_len (callers check exact sizes). Borrows the input. */
 int mpr_bin(mpr *r, uint32_t max_len, const uint8_t **b, uint32_t *len);
 /* Skips one value of any type, nesting at most depth levels. */
 int mpr_skip(mpr *r, int depth);

@@ -51,14 +51,18 @@ static int hexval(char c)
 int rid_from_text(const char *text, rid_t *out)
 {
     rid_t id;
+    size_t len = strnlen(text, RID_TEXT_LEN + 1);
+    bool dashed = len == RID_TEXT_LEN;
+    if (!dashed && len != 32)
+        return FS_EBAD_ID;
     int n = 0;
-    const char *p = text;
-    while (*p && n < 32) {
-        if (*p == '-') {
-            p++;
+    for (size_t i = 0; i < len; i++) {
+        if (dashed && (i == 8 || i == 13 || i == 18 || i == 23)) {
+            if (text[i] != '-')
+                return FS_EBAD_ID;
             continue;
         }
-        int v = hexval(*p++);
+        int v = hexval(text[i]);
         if (v < 0)
             return FS_EBAD_ID;
         if (n % 2 == 0)
@@ -67,7 +71,7 @@ int rid_from_text(const char *text, rid_t *out)
             id.b[n / 2] |= (uint8_t)v;
         n++;
     }
-    if (n != 32 || *p != '\0' || rid_is_zero(&id))
+    if (rid_is_zero(&id))
         return FS_EBAD_ID;
     *out = id;
     return 0;

@@ -1,9 +1,10 @@
 /*
  * rid.h — record ids made on a device with no coordination.
  *
- * 128 bits, time-ordered like UUIDv7: 48 bits of Unix milliseconds, then 80 random bits
- * (getrandom). Time order keeps B-tree inserts local; 80 random bits make a collision between
- * two devices creating records in the same millisecond negligible (birthday bound 2^40).
+ * 128 bits, time-ordered like UUIDv7: 48 bits of Unix milliseconds, then 74 random bits
+ * (getrandom; 6 bits are UUIDv7's version and variant). Time order keeps B-tree inserts
+ * local; 74 random bits make a collision between
+ * two devices creating records in the same millisecond negligible (birthday bound 2^37).
  * Text form: 8-4-4-4-12 lowercase hex, as a UUID. The all-zero id is invalid.
  */
 #ifndef FS_RID_H

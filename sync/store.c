@@ -220,7 +220,9 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
                           path, v);
         goto fail;
     }
-    if (store_meta_get(st, "schema_version", v, sizeof v) == 0 && atoi(v) > s->version) {
+    if (store_meta_get(st, "schema_version", v, sizeof v))
+        snprintf(v, sizeof v, "0");
+    if (atoi(v) > s->version) {
         rc = fs_error_set(e, FS_ESCHEMA,
                           "%s holds data of schema version %s but the loaded schema is "
                           "version %d: load the newer schema file",
@@ -690,11 +692,14 @@ static int apply_one(store *st, const change *c, const apply_opts *o, bool autho
     const schema_type *t = schema_type_by_id(s, c->type);
     if ((rc = pack_body(st, c)))
         return rc;
-    if (!t || change_validate(s, c, &e)) {
-        if (!t)
-            fs_error_set(&e, FS_EUNKNOWN_TYPE, "record type %u unknown", c->type);
+    bool invalid = !t || change_validate(s, c, &e);
+    if (!t)
+        fs_error_set(&e, FS_EUNKNOWN_TYPE, "record type %u unknown", c->type);
+    /* the sequence is checked (and consumed) before the refusal of an invalid change, so
+     * that the device's next change is not a gap; dseq 0 cannot be consumed */
+    if (invalid && (!authority || c->dseq == 0)) {
         refuse(r, &e);
-        return authority ? remember_refusal(st, c, e.code, r->msg) : 0;
+        return 0;
     }
     if (authority) {
         uint64_t max;
@@ -712,6 +717,10 @@ static int apply_one(store *st, const change *c, const apply_opts *o, bool autho
         }
         if ((rc = devseq_put(st, &c->device, c->dseq)))
             return rc;
+        if (invalid) {
+            refuse(r, &e);
+            return remember_refusal(st, c, e.code, r->msg);
+        }
     }
     /* from here on the authority has consumed dseq: refusals are remembered */
 #define REFUSE()                                                                           \
@@ -812,6 +821,17 @@ static int apply_one(store *st, const change *c, const apply_opts *o, bool autho
         }
         if (rc)
             REFUSE();
+    }
+    /* a scope field's new value moves the record only if it won the merge: a concurrent
+     * change with an older clock must not take the record to its village */
+    for (uint32_t i = 0; t->scope_field && i < c->n_fields; i++) {
+        const schema_field *f = schema_field_by_num(t, c->fields[i].num);
+        if (f->num == t->scope_field && f->kind == KIND_SCOPE &&
+            st->scratch[i].value.kind == VAL_STR) {
+            snprintf(scope, sizeof scope, "%.*s", (int)st->scratch[i].value.u.s.len,
+                     st->scratch[i].value.u.s.p);
+            has_scope = true;
+        }
     }
     if (authority && o && o->authorize) {
         e.code = 0;

@@ -1,0 +1,1070 @@
+/*
+ * test_change — packing, unpacking and validating changes (sync/change.c).
+ *
+ * Changes are built from the schema file by type and field NAME (schema.h lookups), never by
+ * number, so the test follows the schema as it grows. Covered: a pack/unpack round trip of a
+ * change carrying every field of every record type, in the push and the full form; every
+ * prefix of those messages, each in an exact-size heap block (a read past the end is an ASan
+ * error in the sanitizer build); each header element and each field value of the wrong type
+ * or out of range, with the code and with the fs_error message naming what was wrong; and a
+ * message from a newer schema (an extra field, version 2) decoded by version 1.
+ *
+ * Checks marked "known engine bug" do not abort: they print, the test goes on (so every other
+ * check still runs and everything is still freed) and main() fails at the end.
+ */
+#include "change.h"
+#include "check.h"
+#include "hlc.h"
+#include "schema.h"
+
+#include <time.h>
+
+static schema *S;
+static uint64_t NOW; /* wall ms at start */
+static rid_t DEV;
+static int known_bugs_failed;
+
+#define EXPECT_BUG(cond, what)                                                             \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: known engine bug (%s): %s\n", __FILE__, __LINE__,      \
+                    what, #cond);                                                          \
+            known_bugs_failed++;                                                           \
+        }                                                                                  \
+    } while (0)
+
+static bool is_dec_err(int rc) { return rc <= FS_EDEC_TRUNCATED && rc >= FS_EDEC_FRAME; }
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static const schema_type *type_named(const char *name)
+{
+    const schema_type *t = schema_type_by_name(S, name);
+    if (!t)
+        fprintf(stderr, "schema has no type '%s'\n", name);
+    CHECK(t);
+    return t;
+}
+
+static const schema_field *field_named(const schema_type *t, const char *name)
+{
+    const schema_field *f = schema_field_by_name(t, name);
+    if (!f)
+        fprintf(stderr, "type '%s' has no field '%s'\n", t->name, name);
+    CHECK(f);
+    return f;
+}
+
+static int role_named(const char *name)
+{
+    int r = schema_role_by_name(S, name);
+    CHECK_INT(r, >=, 0);
+    return r;
+}
+
+/* ---- building changes ---------------------------------------------------------------- */
+
+/* Starts a change of type t (no fields yet). author: NUL-terminated. */
+static void ch_init(change *c, const schema_type *t, uint64_t hlc, uint64_t base, uint64_t dseq,
+                    const char *author, int role)
+{
+    memset(c, 0, sizeof *c);
+    c->type = t->id;
+    CHECK_OK(rid_new(&c->record, NOW));
+    c->hlc = hlc;
+    c->base = base;
+    c->dseq = dseq;
+    c->device = DEV;
+    c->author = author;
+    c->author_len = (uint32_t)strlen(author);
+    c->role = (uint8_t)role;
+}
+
+/* Appends field `name` of t (value to be filled by the caller). */
+static fs_value *ch_field(change *c, const schema_type *t, const char *name)
+{
+    const schema_field *f = field_named(t, name);
+    CHECK_INT(c->n_fields, <, CHANGE_MAX_FIELDS);
+    change_field *cf = &c->fields[c->n_fields++];
+    memset(cf, 0, sizeof *cf);
+    cf->num = f->num;
+    return &cf->v;
+}
+
+static void ch_text(change *c, const schema_type *t, const char *name, const char *s)
+{
+    fs_value *v = ch_field(c, t, name);
+    v->kind = VAL_STR;
+    v->u.s.p = s;
+    v->u.s.len = (uint32_t)strlen(s);
+}
+
+static void ch_int(change *c, const schema_type *t, const char *name, int64_t i)
+{
+    fs_value *v = ch_field(c, t, name);
+    v->kind = VAL_INT;
+    v->u.i = i;
+}
+
+static void ch_enum(change *c, const schema_type *t, const char *name, const char *code)
+{
+    int idx = schema_enum_by_code(field_named(t, name), code);
+    if (idx < 0)
+        fprintf(stderr, "field '%s' has no value '%s'\n", name, code);
+    CHECK_INT(idx, >=, 0);
+    ch_int(c, t, name, idx);
+}
+
+static void ch_bool(change *c, const schema_type *t, const char *name, bool b)
+{
+    fs_value *v = ch_field(c, t, name);
+    v->kind = VAL_BOOL;
+    v->u.b = b;
+}
+
+static void ch_ref(change *c, const schema_type *t, const char *name, const rid_t *id)
+{
+    fs_value *v = ch_field(c, t, name);
+    v->kind = VAL_REF;
+    v->u.ref = *id;
+}
+
+static void ch_set(change *c, const schema_type *t, const char *name, uint64_t add, uint64_t rm)
+{
+    fs_value *v = ch_field(c, t, name);
+    v->kind = VAL_SET;
+    v->u.set.add = add;
+    v->u.set.rm = rm;
+}
+
+static void ch_nil(change *c, const schema_type *t, const char *name)
+{
+    ch_field(c, t, name)->kind = VAL_NIL;
+}
+
+/* A valid value of field f, whatever its kind. */
+static void sample_value(const schema_field *f, fs_value *v)
+{
+    memset(v, 0, sizeof *v);
+    switch (f->kind) {
+    case KIND_TEXT:
+        v->kind = VAL_STR;
+        v->u.s.p = f->max_len >= 12 ? "留守儿童" : "ok";
+        v->u.s.len = (uint32_t)strlen(v->u.s.p);
+        break;
+    case KIND_SCOPE:
+        v->kind = VAL_STR;
+        v->u.s.p = "500101001";
+        v->u.s.len = 9;
+        break;
+    case KIND_INT:
+        v->kind = VAL_INT;
+        v->u.i = f->min <= 7 && f->max >= 7 ? 7 : f->min;
+        break;
+    case KIND_DATE: v->kind = VAL_INT; v->u.i = 20240229; break;
+    case KIND_TIME: v->kind = VAL_INT; v->u.i = 1700000000; break;
+    case KIND_ENUM: v->kind = VAL_INT; v->u.i = (int64_t)f->n_values - 1; break;
+    case KIND_BOOL: v->kind = VAL_BOOL; v->u.b = true; break;
+    case KIND_REF: v->kind = VAL_REF; CHECK_OK(rid_new(&v->u.ref, NOW)); break;
+    case KIND_SET:
+        v->kind = VAL_SET;
+        v->u.set.add = 1ull << (f->n_values - 1);
+        v->u.set.rm = f->n_values > 1 ? 1 : 0;
+        break;
+    }
+}
+
+/* A create of type t carrying every field of the type. */
+static void ch_every_field(change *c, const schema_type *t, uint64_t hlc, int role)
+{
+    ch_init(c, t, hlc, 0, 1, "王老师", role);
+    for (uint32_t i = 0; i < t->n_fields; i++) {
+        CHECK_INT(c->n_fields, <, CHANGE_MAX_FIELDS);
+        change_field *cf = &c->fields[c->n_fields++];
+        cf->num = t->fields[i].num;
+        sample_value(&t->fields[i], &cf->v);
+    }
+    CHECK_OK(change_sort_fields(c));
+}
+
+/* A small valid update of child (name and grade), the base for the bad-value tests. */
+static void ch_child_update(change *c)
+{
+    const schema_type *child = type_named("child");
+    ch_init(c, child, hlc_make(NOW, 5), hlc_make(NOW, 1), 2, "李四", role_named("visitor"));
+    ch_text(c, child, "name", "张三");
+    ch_int(c, child, "grade", 3);
+}
+
+/* ---- packing and decoding ------------------------------------------------------------ */
+
+typedef struct packed {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} packed;
+
+static void packed_init(packed *p)
+{
+    msgpack_sbuffer_init(&p->sb);
+    msgpack_packer_init(&p->pk, &p->sb, msgpack_sbuffer_write);
+}
+
+static void packed_destroy(packed *p) { msgpack_sbuffer_destroy(&p->sb); }
+
+static void pack(packed *p, const change *c, bool full)
+{
+    packed_init(p);
+    CHECK_OK(change_pack(&p->pk, c, full));
+}
+
+/* Decodes len bytes of p copied into an exact-size heap block under schema s. On success
+ * *copy is the block (the change borrows it; free it after); on error it is freed. Checks
+ * the reader's contract: consumed all on success, unchanged position on error, e->code. */
+static int decode_with(const schema *s, const void *bytes, size_t len, bool full, change *out,
+                       fs_error *e, uint8_t **copy)
+{
+    uint8_t *cp = malloc(len ? len : 1);
+    CHECK(cp);
+    if (len)
+        memcpy(cp, bytes, len);
+    mpr r;
+    mpr_init(&r, cp, len);
+    memset(e, 0, sizeof *e);
+    int rc = change_unpack(&r, s, full, out, e);
+    if (rc) {
+        CHECK(r.p == cp);
+        CHECK_INT(e->code, ==, rc);
+        CHECK(e->msg[0] != '\0');
+        free(cp);
+        if (copy)
+            *copy = NULL;
+    } else {
+        CHECK(r.p == cp + len);
+        if (copy)
+            *copy = cp;
+        else
+            free(cp);
+    }
+    return rc;
+}
+
+/* Expects the message in p to be refused with code want, the message naming what. */
+static void expect_refused(const packed *p, bool full, int want, const char *what)
+{
+    change c;
+    fs_error e;
+    int rc = decode_with(S, p->sb.data, p->sb.size, full, &c, &e, NULL);
+    if (rc != want || (what && !strstr(e.msg, what)))
+        fprintf(stderr, "want %s naming '%s', got %s: %s\n", fs_errname(want),
+                what ? what : "", fs_errname(rc), e.msg);
+    CHECK_INT(rc, ==, want);
+    if (what)
+        CHECK(strstr(e.msg, what) != NULL);
+}
+
+/* Packs c as is (no validation happens when packing) and expects the decoder to refuse it. */
+static void expect_change_refused(const change *c, bool full, int want, const char *what)
+{
+    packed p;
+    pack(&p, c, full);
+    expect_refused(&p, full, want, what);
+    packed_destroy(&p);
+}
+
+static void check_equal(const change *a, const change *b, bool full)
+{
+    CHECK_INT(a->type, ==, b->type);
+    CHECK_INT(rid_cmp(&a->record, &b->record), ==, 0);
+    CHECK(a->hlc == b->hlc);
+    CHECK(a->base == b->base);
+    CHECK(a->dseq == b->dseq);
+    if (full) {
+        CHECK_INT(rid_cmp(&a->device, &b->device), ==, 0);
+        CHECK_INT(a->author_len, ==, b->author_len);
+        CHECK(!memcmp(a->author, b->author, a->author_len));
+        CHECK_INT(a->role, ==, b->role);
+    }
+    CHECK_INT(a->n_fields, ==, b->n_fields);
+    for (uint32_t i = 0; i < a->n_fields; i++) {
+        CHECK_INT(a->fields[i].num, ==, b->fields[i].num);
+        if (!value_equal(&a->fields[i].v, &b->fields[i].v))
+            fprintf(stderr, "field %u differs\n", a->fields[i].num);
+        CHECK(value_equal(&a->fields[i].v, &b->fields[i].v));
+    }
+}
+
+/* ---- round trips --------------------------------------------------------------------- */
+
+static void round_trip(const change *c)
+{
+    fs_error e = {0};
+    CHECK_OK(change_validate(S, c, &e));
+    for (int full = 0; full <= 1; full++) {
+        packed p;
+        pack(&p, c, full);
+        change d;
+        uint8_t *cp;
+        int rc = decode_with(S, p.sb.data, p.sb.size, full, &d, &e, &cp);
+        if (rc)
+            fprintf(stderr, "decoding %s: %s\n", full ? "full" : "push", e.msg);
+        CHECK_OK(rc);
+        check_equal(c, &d, full);
+        if (!full) { /* the push form carries no device, author or role */
+            CHECK(rid_is_zero(&d.device));
+            CHECK_INT(d.author_len, ==, 0);
+            CHECK_INT(d.role, ==, 0);
+        }
+        /* the decoded change packs to the same bytes */
+        packed again;
+        pack(&again, &d, full);
+        CHECK_INT(again.sb.size, ==, p.sb.size);
+        CHECK(!memcmp(again.sb.data, p.sb.data, p.sb.size));
+        packed_destroy(&again);
+        free(cp);
+        packed_destroy(&p);
+    }
+}
+
+static void test_round_trip_every_type(void)
+{
+    CHECK_INT(S->n_types, >=, 1);
+    const int roles[] = {role_named("visitor"), role_named("supervisor"), role_named("admin")};
+    for (uint32_t i = 0; i < S->n_types; i++) {
+        const schema_type *t = &S->types[i];
+        change c;
+        ch_every_field(&c, t, hlc_make(NOW, (uint16_t)i + 1), roles[i % 3]);
+        CHECK_INT(c.n_fields, ==, t->n_fields);
+        round_trip(&c);
+        /* an update of one field, a clear (where allowed), and large clock values */
+        for (uint32_t k = 0; k < t->n_fields; k++) {
+            const schema_field *f = &t->fields[k];
+            change u;
+            ch_init(&u, t, UINT64_MAX, UINT64_MAX - 1, UINT64_MAX, "", roles[k % 3]);
+            u.n_fields = 1;
+            u.fields[0].num = f->num;
+            sample_value(f, &u.fields[0].v);
+            round_trip(&u);
+            if (!f->required && f->kind != KIND_SET) {
+                u.fields[0].v.kind = VAL_NIL;
+                round_trip(&u);
+            }
+        }
+    }
+}
+
+static void test_round_trip_named(void)
+{
+    const schema_type *child = type_named("child"), *visit = type_named("visit");
+    const schema_field *services = field_named(child, "services_received");
+    change c;
+    ch_init(&c, child, hlc_make(NOW, 1), 0, 1, "王老师", role_named("visitor"));
+    ch_text(&c, child, "name", "王小明");
+    ch_enum(&c, child, "gender", "female");
+    ch_int(&c, child, "birth_date", 20120229);
+    ch_text(&c, child, "village", "500101001");
+    ch_int(&c, child, "grade", field_named(child, "grade")->max);
+    ch_enum(&c, child, "risk_level", "high");
+    ch_bool(&c, child, "in_difficulty", false);
+    ch_nil(&c, child, "school");
+    ch_set(&c, child, "services_received",
+           (1ull << schema_enum_by_code(services, "medical_treatment")) |
+               (1ull << schema_enum_by_code(services, "legal_aid")),
+           1ull << schema_enum_by_code(services, "social_assistance"));
+    CHECK_OK(change_sort_fields(&c));
+    round_trip(&c);
+
+    /* text exactly at max_len (in bytes of UTF-8) */
+    const schema_field *name = field_named(child, "name");
+    char buf[1024] = "";
+    while (strlen(buf) + 3 <= name->max_len)
+        strcat(buf, "童");
+    while (strlen(buf) < name->max_len)
+        strcat(buf, "a");
+    CHECK_INT(strlen(buf), ==, name->max_len);
+    ch_child_update(&c);
+    c.fields[0].v.u.s.p = buf;
+    c.fields[0].v.u.s.len = (uint32_t)strlen(buf);
+    round_trip(&c);
+
+    /* a visit refers to its child by id */
+    rid_t child_id;
+    CHECK_OK(rid_new(&child_id, NOW));
+    ch_init(&c, visit, hlc_make(NOW, 2), 0, 7, "赵社工", role_named("volunteer"));
+    ch_ref(&c, visit, "child", &child_id);
+    ch_enum(&c, visit, "kind", "home_visit");
+    ch_int(&c, visit, "visited_at", 1700000000);
+    ch_text(&c, visit, "concerns", "");
+    round_trip(&c);
+
+    /* author of exactly CHANGE_MAX_AUTHOR bytes */
+    char author[CHANGE_MAX_AUTHOR + 1];
+    memset(author, 'a', CHANGE_MAX_AUTHOR);
+    author[CHANGE_MAX_AUTHOR] = '\0';
+    ch_child_update(&c);
+    c.author = author;
+    c.author_len = CHANGE_MAX_AUTHOR;
+    round_trip(&c);
+}
+
+/* ---- every prefix -------------------------------------------------------------------- */
+
+static void test_truncated(void)
+{
+    for (uint32_t i = 0; i < S->n_types; i++) {
+        change c;
+        ch_every_field(&c, &S->types[i], hlc_make(NOW, 9), role_named("supervisor"));
+        for (int full = 0; full <= 1; full++) {
+            packed p;
+            pack(&p, &c, full);
+            for (size_t k = 0; k < p.sb.size; k++) {
+                change d;
+                fs_error e;
+                int rc = decode_with(S, p.sb.data, k, full, &d, &e, NULL);
+                if (!is_dec_err(rc))
+                    fprintf(stderr, "type %s %s form, prefix %zu/%zu: %s (%s)\n",
+                            S->types[i].name, full ? "full" : "push", k, p.sb.size,
+                            fs_errname(rc), e.msg);
+                CHECK(is_dec_err(rc));
+            }
+            /* and the message followed by garbage still decodes exactly one change */
+            msgpack_sbuffer_write(&p.sb, "\xc1\xc1", 2);
+            change d;
+            fs_error e;
+            uint8_t *cp;
+            mpr r;
+            cp = malloc(p.sb.size);
+            CHECK(cp);
+            memcpy(cp, p.sb.data, p.sb.size);
+            mpr_init(&r, cp, p.sb.size);
+            CHECK_OK(change_unpack(&r, S, full, &d, &e));
+            CHECK_INT(mpr_left(&r), ==, 2);
+            free(cp);
+            packed_destroy(&p);
+        }
+    }
+}
+
+/* ---- wrongly typed header elements ----------------------------------------------------- */
+
+enum head_defect {
+    HD_NONE, HD_TYPE_STR, HD_TYPE_BIG, HD_TYPE_NEG, HD_RID15, HD_RID17, HD_RID_STR, HD_HLC_STR,
+    HD_HLC_NEG, HD_BASE_STR, HD_DSEQ_NIL, HD_DEV15, HD_AUTHOR_LONG, HD_AUTHOR_BIN,
+    HD_AUTHOR_UTF8, HD_ROLE_BIG, HD_ROLE_STR, HD_FIELDS_ARRAY, HD_ARRAY_LEN
+};
+
+static void pack_bin_n(msgpack_packer *pk, size_t n)
+{
+    uint8_t b[32];
+    memset(b, 0x5a, sizeof b);
+    CHECK_OK(msgpack_pack_bin(pk, n));
+    CHECK_OK(msgpack_pack_bin_body(pk, b, n));
+}
+
+/* change_pack with one element replaced by d. */
+static void pack_defect(packed *p, const change *c, bool full, enum head_defect d)
+{
+    msgpack_packer *pk = &p->pk;
+    packed_init(p);
+    size_t n = full ? 9 : 6;
+    CHECK_OK(msgpack_pack_array(pk, d == HD_ARRAY_LEN ? n + 1 : n));
+    if (d == HD_TYPE_STR)
+        CHECK_OK(msgpack_pack_str_with_body(pk, "child", 5));
+    else if (d == HD_TYPE_BIG)
+        CHECK_OK(msgpack_pack_uint64(pk, 200));
+    else if (d == HD_TYPE_NEG)
+        CHECK_OK(msgpack_pack_int64(pk, -1));
+    else
+        CHECK_OK(msgpack_pack_uint8(pk, c->type));
+    if (d == HD_RID15 || d == HD_RID17)
+        pack_bin_n(pk, d == HD_RID15 ? 15 : 17);
+    else if (d == HD_RID_STR)
+        CHECK_OK(msgpack_pack_str_with_body(pk, "0123456789abcdef", 16));
+    else
+        pack_bin_n(pk, 16);
+    if (d == HD_HLC_STR)
+        CHECK_OK(msgpack_pack_str_with_body(pk, "1700000000000", 13));
+    else if (d == HD_HLC_NEG)
+        CHECK_OK(msgpack_pack_int64(pk, -5));
+    else
+        CHECK_OK(msgpack_pack_uint64(pk, c->hlc));
+    if (d == HD_BASE_STR)
+        CHECK_OK(msgpack_pack_str_with_body(pk, "0", 1));
+    else
+        CHECK_OK(msgpack_pack_uint64(pk, c->base));
+    if (d == HD_DSEQ_NIL)
+        CHECK_OK(msgpack_pack_nil(pk));
+    else
+        CHECK_OK(msgpack_pack_uint64(pk, c->dseq));
+    if (full) {
+        pack_bin_n(pk, d == HD_DEV15 ? 15 : 16);
+        if (d == HD_AUTHOR_LONG) {
+            char a[CHANGE_MAX_AUTHOR + 1];
+            memset(a, 'a', sizeof a);
+            CHECK_OK(msgpack_pack_str_with_body(pk, a, sizeof a));
+        } else if (d == HD_AUTHOR_BIN) {
+            CHECK_OK(msgpack_pack_bin_with_body(pk, "ab", 2));
+        } else if (d == HD_AUTHOR_UTF8) {
+            CHECK_OK(msgpack_pack_str_with_body(pk, "\xe7\x8e", 2)); /* cut character */
+        } else {
+            CHECK_OK(msgpack_pack_str_with_body(pk, c->author, c->author_len));
+        }
+        if (d == HD_ROLE_BIG)
+            CHECK_OK(msgpack_pack_uint64(pk, 300));
+        else if (d == HD_ROLE_STR)
+            CHECK_OK(msgpack_pack_str_with_body(pk, "admin", 5));
+        else
+            CHECK_OK(msgpack_pack_uint8(pk, c->role));
+    }
+    if (d == HD_FIELDS_ARRAY) {
+        CHECK_OK(msgpack_pack_array(pk, c->n_fields * 2));
+    } else {
+        CHECK_OK(msgpack_pack_map(pk, c->n_fields));
+    }
+    for (uint32_t i = 0; i < c->n_fields; i++) {
+        CHECK_OK(msgpack_pack_uint8(pk, c->fields[i].num));
+        CHECK_OK(value_pack(pk, &c->fields[i].v));
+    }
+    if (d == HD_ARRAY_LEN)
+        CHECK_OK(msgpack_pack_nil(pk));
+}
+
+static void expect_defect(const change *c, bool full, enum head_defect d, int want,
+                          const char *what)
+{
+    packed p;
+    pack_defect(&p, c, full, d);
+    expect_refused(&p, full, want, what);
+    packed_destroy(&p);
+}
+
+static void test_bad_header(void)
+{
+    change c;
+    ch_child_update(&c);
+    for (int full = 0; full <= 1; full++) {
+        packed p;
+        pack_defect(&p, &c, full, HD_NONE); /* the defect-free packing decodes */
+        change d;
+        fs_error e;
+        CHECK_OK(decode_with(S, p.sb.data, p.sb.size, full, &d, &e, NULL));
+        packed_destroy(&p);
+        expect_defect(&c, full, HD_TYPE_STR, FS_EDEC_TYPE, "change type");
+        expect_defect(&c, full, HD_TYPE_BIG, FS_EUNKNOWN_TYPE, "type");
+        expect_defect(&c, full, HD_TYPE_NEG, FS_EVALUE_RANGE, "change type");
+        expect_defect(&c, full, HD_RID15, FS_EBAD_ID, "record id");
+        expect_defect(&c, full, HD_RID17, FS_EBAD_ID, "record id");
+        expect_defect(&c, full, HD_RID_STR, FS_EDEC_TYPE, "record id");
+        expect_defect(&c, full, HD_HLC_STR, FS_EDEC_TYPE, "change hlc");
+        expect_defect(&c, full, HD_HLC_NEG, FS_EVALUE_RANGE, "change hlc");
+        expect_defect(&c, full, HD_BASE_STR, FS_EDEC_TYPE, "change base");
+        expect_defect(&c, full, HD_DSEQ_NIL, FS_EDEC_TYPE, "change dseq");
+        expect_defect(&c, full, HD_FIELDS_ARRAY, FS_EDEC_TYPE, "change fields");
+        expect_defect(&c, full, HD_ARRAY_LEN, FS_EDEC_COUNT, full ? "header" : "array length");
+    }
+    expect_defect(&c, true, HD_DEV15, FS_EBAD_ID, "change device");
+    expect_defect(&c, true, HD_AUTHOR_LONG, FS_EDEC_TOOBIG, "change author");
+    expect_defect(&c, true, HD_AUTHOR_BIN, FS_EDEC_TYPE, "change author");
+    expect_defect(&c, true, HD_AUTHOR_UTF8, FS_EDEC_UTF8, "change author");
+    expect_defect(&c, true, HD_ROLE_BIG, FS_EROLE, "change role");
+    expect_defect(&c, true, HD_ROLE_STR, FS_EDEC_TYPE, "change role");
+    /* a full-form message read as a push and the reverse */
+    packed p;
+    pack(&p, &c, true);
+    expect_refused(&p, false, FS_EDEC_COUNT, "array length");
+    packed_destroy(&p);
+    pack(&p, &c, false);
+    expect_refused(&p, true, FS_EDEC_COUNT, "array length");
+    packed_destroy(&p);
+    /* not an array at all */
+    packed_init(&p);
+    CHECK_OK(msgpack_pack_map(&p.pk, 0));
+    expect_refused(&p, false, FS_EDEC_TYPE, "header");
+    packed_destroy(&p);
+}
+
+/* ---- header values the schema refuses -------------------------------------------------- */
+
+static void test_bad_header_values(void)
+{
+    change c;
+    /* a record type the receiver does not know */
+    int unknown_type = 0;
+    for (int id = 1; id <= SCHEMA_MAX_TYPES && !unknown_type; id++)
+        if (!schema_type_by_id(S, id))
+            unknown_type = id;
+    CHECK_INT(unknown_type, >, 0);
+    char want[64];
+    snprintf(want, sizeof want, "record type %d", unknown_type);
+    ch_child_update(&c);
+    c.type = (uint8_t)unknown_type;
+    expect_change_refused(&c, false, FS_EUNKNOWN_TYPE, want);
+    expect_change_refused(&c, true, FS_EUNKNOWN_TYPE, want);
+    c.type = 0;
+    expect_change_refused(&c, false, FS_EUNKNOWN_TYPE, "record type 0");
+    /* role index past the schema's roles */
+    ch_child_update(&c);
+    c.role = (uint8_t)S->n_roles;
+    expect_change_refused(&c, true, FS_EROLE, "role");
+    /* the zero record id */
+    ch_child_update(&c);
+    memset(&c.record, 0, sizeof c.record);
+    expect_change_refused(&c, false, FS_EBAD_ID, "record id");
+    /* clock 0, base not below the clock, dseq 0, no fields */
+    ch_child_update(&c);
+    c.hlc = 0;
+    c.base = 0;
+    expect_change_refused(&c, false, FS_EVALUE_RANGE, "clock");
+    ch_child_update(&c);
+    c.base = c.hlc;
+    expect_change_refused(&c, false, FS_EVALUE_RANGE, "base");
+    ch_child_update(&c);
+    c.dseq = 0;
+    expect_change_refused(&c, false, FS_EVALUE_RANGE, "sequence");
+    ch_child_update(&c);
+    c.n_fields = 0;
+    expect_change_refused(&c, false, FS_EDEC_MISSING, "field");
+}
+
+/* ---- field values ---------------------------------------------------------------------- */
+
+/* ch_child_update with field `name` replaced by value v; expects code want naming the field. */
+static void expect_child_value(const char *name, const fs_value *v, int want)
+{
+    const schema_type *child = type_named("child");
+    change c;
+    ch_child_update(&c);
+    c.n_fields = 0;
+    fs_value *dst = ch_field(&c, child, name);
+    *dst = *v;
+    if (strcmp(name, "grade"))
+        ch_int(&c, child, "grade", 3);
+    CHECK_OK(change_sort_fields(&c));
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "'%s'", name);
+    for (int full = 0; full <= 1; full++)
+        expect_change_refused(&c, full, want, quoted);
+    /* the device-side check of a hand-built change agrees on the code and the field */
+    fs_error e = {0};
+    int rc = change_validate(S, &c, &e);
+    if (rc != want)
+        fprintf(stderr, "change_validate of '%s': %s (%s)\n", name, fs_errname(rc), e.msg);
+    CHECK_INT(rc, ==, want);
+    CHECK(strstr(e.msg, quoted) != NULL);
+}
+
+static void test_bad_values(void)
+{
+    const schema_type *child = type_named("child");
+    const schema_field *name = field_named(child, "name");
+    const schema_field *risk = field_named(child, "risk_level");
+    const schema_field *services = field_named(child, "services_received");
+    const schema_field *grade = field_named(child, "grade");
+    fs_value v;
+    char long_text[70000];
+
+    /* text one byte over max_len, in ASCII and in Chinese */
+    memset(&v, 0, sizeof v);
+    memset(long_text, 'x', name->max_len + 1);
+    v.kind = VAL_STR;
+    v.u.s.p = long_text;
+    v.u.s.len = name->max_len + 1;
+    expect_child_value("name", &v, FS_EVALUE_RANGE);
+    long_text[0] = '\0';
+    while (strlen(long_text) <= name->max_len)
+        strcat(long_text, "儿");
+    v.u.s.len = (uint32_t)strlen(long_text);
+    expect_child_value("name", &v, FS_EVALUE_RANGE);
+    /* over the wire-wide text limit too */
+    memset(long_text, 'y', sizeof long_text);
+    v.u.s.len = CHANGE_MAX_TEXT + 1;
+    expect_child_value("name", &v, FS_EVALUE_RANGE);
+    /* invalid UTF-8 and NUL in text */
+    v.u.s.p = "\xc0\x80";
+    v.u.s.len = 2;
+    expect_child_value("name", &v, FS_EDEC_UTF8);
+    v.u.s.p = "a\0b";
+    v.u.s.len = 3;
+    expect_child_value("name", &v, FS_EDEC_UTF8);
+
+    /* enum index out of range, and negative */
+    memset(&v, 0, sizeof v);
+    v.kind = VAL_INT;
+    v.u.i = risk->n_values;
+    expect_child_value("risk_level", &v, FS_EVALUE_ENUM);
+    v.u.i = -1;
+    expect_child_value("risk_level", &v, FS_EVALUE_ENUM);
+    v.u.i = INT64_MAX;
+    expect_child_value("risk_level", &v, FS_EVALUE_ENUM);
+
+    /* int out of [min, max] */
+    v.u.i = grade->max + 1;
+    expect_child_value("grade", &v, FS_EVALUE_RANGE);
+    v.u.i = grade->min - 1;
+    expect_child_value("grade", &v, FS_EVALUE_RANGE);
+
+    /* dates that are not on the calendar */
+    static const int64_t bad_dates[] = {20230230, 20230229, 21000229, 20231301, 20230001,
+                                        20230100, 20230132, 18991231, 22000101, 0, -20230101,
+                                        2023023};
+    for (size_t i = 0; i < sizeof bad_dates / sizeof bad_dates[0]; i++) {
+        v.u.i = bad_dates[i];
+        expect_child_value("birth_date", &v, FS_EVALUE_RANGE);
+    }
+    static const int64_t good_dates[] = {20240229, 20000229, 19000101, 21991231, 20230131};
+    for (size_t i = 0; i < sizeof good_dates / sizeof good_dates[0]; i++)
+        CHECK(date_valid(good_dates[i]));
+
+    /* set masks naming values the field does not have, or adding and removing one value */
+    memset(&v, 0, sizeof v);
+    v.kind = VAL_SET;
+    v.u.set.add = 1ull << services->n_values;
+    expect_child_value("services_received", &v, FS_EVALUE_ENUM);
+    v.u.set.add = 1;
+    v.u.set.rm = 1ull << 63;
+    expect_child_value("services_received", &v, FS_EVALUE_ENUM);
+    v.u.set.add = 1;
+    v.u.set.rm = 1;
+    expect_child_value("services_received", &v, FS_EVALUE_RANGE);
+    /* a set cannot be cleared with nil */
+    memset(&v, 0, sizeof v);
+    v.kind = VAL_NIL;
+    expect_child_value("services_received", &v, FS_EVALUE_TYPE);
+
+    /* required fields cannot be cleared */
+    expect_child_value("name", &v, FS_EREQUIRED);
+    expect_child_value("village", &v, FS_EREQUIRED);
+    /* an empty scope */
+    memset(&v, 0, sizeof v);
+    v.kind = VAL_STR;
+    v.u.s.p = "";
+    expect_child_value("village", &v, FS_EVALUE_RANGE);
+    /* the zero id as a reference */
+    memset(&v, 0, sizeof v);
+    v.kind = VAL_REF;
+    expect_child_value("household", &v, FS_EBAD_ID);
+}
+
+/* Values of the wrong MessagePack type for their field, written by hand. */
+static void expect_raw_value(const char *field, void (*write)(msgpack_packer *), int want)
+{
+    const schema_type *child = type_named("child");
+    change c;
+    ch_child_update(&c);
+    packed p;
+    packed_init(&p);
+    CHECK_OK(msgpack_pack_array(&p.pk, 6));
+    CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
+    CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
+    CHECK_OK(msgpack_pack_map(&p.pk, 1));
+    CHECK_OK(msgpack_pack_uint8(&p.pk, field_named(child, field)->num));
+    write(&p.pk);
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "'%s'", field);
+    expect_refused(&p, false, want, quoted);
+    packed_destroy(&p);
+}
+
+static void w_int(msgpack_packer *pk) { CHECK_OK(msgpack_pack_int64(pk, 5)); }
+static void w_str(msgpack_packer *pk) { CHECK_OK(msgpack_pack_str_with_body(pk, "x", 1)); }
+static void w_true(msgpack_packer *pk) { CHECK_OK(msgpack_pack_true(pk)); }
+static void w_bin15(msgpack_packer *pk) { pack_bin_n(pk, 15); }
+static void w_bin17(msgpack_packer *pk) { pack_bin_n(pk, 17); }
+static void w_neg(msgpack_packer *pk) { CHECK_OK(msgpack_pack_int64(pk, -3)); }
+static void w_huge(msgpack_packer *pk) { CHECK_OK(msgpack_pack_uint64(pk, UINT64_MAX)); }
+static void w_set3(msgpack_packer *pk)
+{
+    CHECK_OK(msgpack_pack_array(pk, 3));
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(msgpack_pack_uint8(pk, 0));
+}
+static void w_set_neg(msgpack_packer *pk)
+{
+    CHECK_OK(msgpack_pack_array(pk, 2));
+    CHECK_OK(msgpack_pack_int64(pk, -1));
+    CHECK_OK(msgpack_pack_uint8(pk, 0));
+}
+static void w_float(msgpack_packer *pk) { CHECK_OK(msgpack_pack_double(pk, 3.0)); }
+
+static void test_bad_wire_values(void)
+{
+    expect_raw_value("name", w_int, FS_EDEC_TYPE);
+    expect_raw_value("grade", w_str, FS_EDEC_TYPE);
+    expect_raw_value("grade", w_float, FS_EDEC_TYPE);
+    expect_raw_value("grade", w_huge, FS_EVALUE_RANGE);
+    expect_raw_value("in_difficulty", w_int, FS_EDEC_TYPE);
+    expect_raw_value("risk_level", w_true, FS_EDEC_TYPE);
+    expect_raw_value("risk_level", w_neg, FS_EVALUE_ENUM);
+    expect_raw_value("household", w_bin15, FS_EBAD_ID);
+    expect_raw_value("household", w_bin17, FS_EBAD_ID);
+    expect_raw_value("household", w_str, FS_EDEC_TYPE);
+    expect_raw_value("services_received", w_int, FS_EDEC_TYPE);
+    expect_raw_value("services_received", w_set3, FS_EDEC_COUNT);
+    expect_raw_value("services_received", w_set_neg, FS_EVALUE_RANGE);
+}
+
+static void test_unknown_and_order(void)
+{
+    const schema_type *child = type_named("child");
+    change c;
+    /* a field number the type does not have */
+    int unknown = 0;
+    for (int n = 1; n <= 255 && !unknown; n++)
+        if (!schema_field_by_num(child, n))
+            unknown = n;
+    CHECK_INT(unknown, >, 0);
+    ch_child_update(&c);
+    c.fields[c.n_fields].num = (uint8_t)unknown;
+    c.fields[c.n_fields].v.kind = VAL_NIL;
+    c.n_fields++;
+    CHECK_OK(change_sort_fields(&c));
+    char want[64];
+    snprintf(want, sizeof want, "field %d is not in type 'child'", unknown);
+    expect_change_refused(&c, false, FS_EUNKNOWN_FIELD, want);
+    expect_change_refused(&c, true, FS_EUNKNOWN_FIELD, want);
+    c.fields[c.n_fields - 1].num = 255;
+    if (!schema_field_by_num(child, 255))
+        expect_change_refused(&c, false, FS_EUNKNOWN_FIELD, "field 255");
+    /* field number 0 and one above 255 on the wire */
+    packed p;
+    for (int k = 0; k < 2; k++) {
+        ch_child_update(&c);
+        packed_init(&p);
+        CHECK_OK(msgpack_pack_array(&p.pk, 6));
+        CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
+        CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
+        CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
+        CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+        CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
+        CHECK_OK(msgpack_pack_map(&p.pk, 1));
+        CHECK_OK(msgpack_pack_uint64(&p.pk, k == 0 ? 0 : 257));
+        CHECK_OK(msgpack_pack_nil(&p.pk));
+        expect_refused(&p, false, FS_EUNKNOWN_FIELD, k == 0 ? "field 0 " : "field 257");
+        packed_destroy(&p);
+    }
+
+    /* fields out of order, and a field twice */
+    ch_child_update(&c);
+    CHECK_INT(c.n_fields, ==, 2);
+    change_field tmp = c.fields[0];
+    c.fields[0] = c.fields[1];
+    c.fields[1] = tmp;
+    CHECK(c.fields[0].num > c.fields[1].num);
+    pack(&p, &c, false);
+    change d;
+    fs_error e;
+    int rc = decode_with(S, p.sb.data, p.sb.size, false, &d, &e, NULL);
+    CHECK_INT(rc, !=, 0);
+    CHECK_INT(rc, ==, FS_EDEC_TYPE);
+    CHECK(strstr(e.msg, "ascending") != NULL);
+    /* err.h promises a message naming the field involved: which one is out of order? */
+    char num[16];
+    snprintf(num, sizeof num, "field %u", c.fields[1].num);
+    if (!strstr(e.msg, num) && !strstr(e.msg, "'name'"))
+        fprintf(stderr, "message does not name the field: %s\n", e.msg);
+    EXPECT_BUG(strstr(e.msg, num) || strstr(e.msg, "'name'"),
+               "out-of-order message names no field");
+    packed_destroy(&p);
+    ch_child_update(&c);
+    c.fields[1] = c.fields[0];
+    expect_change_refused(&c, false, FS_EDEC_TYPE, "ascending");
+    CHECK_INT(change_sort_fields(&c), ==, FS_EINVAL);
+    /* more fields than CHANGE_MAX_FIELDS */
+    packed_init(&p);
+    CHECK_OK(msgpack_pack_array(&p.pk, 6));
+    CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
+    CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
+    CHECK_OK(msgpack_pack_map(&p.pk, CHANGE_MAX_FIELDS + 1));
+    for (int i = 0; i < CHANGE_MAX_FIELDS + 1; i++) {
+        CHECK_OK(msgpack_pack_uint8(&p.pk, (uint8_t)(i + 1)));
+        CHECK_OK(msgpack_pack_nil(&p.pk));
+    }
+    expect_refused(&p, false, FS_EDEC_COUNT, "fields");
+    packed_destroy(&p);
+}
+
+/* ---- a message from a newer schema ----------------------------------------------------- */
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    CHECK(f);
+    CHECK_OK(fseek(f, 0, SEEK_END));
+    long n = ftell(f);
+    CHECK_INT(n, >, 0);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    CHECK(buf);
+    CHECK_INT(fread(buf, 1, (size_t)n, f), ==, n);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* The shipped schema with version 2 and a field num 200 appended to child. New. */
+static char *schema_v2_text(size_t *len)
+{
+    size_t n;
+    char *v1 = read_file(schema_default_path(), &n);
+    const char *ver = strstr(v1, "\nversion: 1\n");
+    CHECK(ver);
+    const char *child = strstr(v1, "\n  - name: child\n");
+    CHECK(child);
+    const char *next = strstr(child + 1, "\n  - name: "); /* the type after child */
+    CHECK(next);
+    static const char extra[] = "\n      - name: photo_note\n"
+                                "        num: 200\n"
+                                "        kind: text\n"
+                                "        max_len: 100\n"
+                                "        rule: lww\n"
+                                "        label: {zh: 照片说明, en: Photo note}\n";
+    char *v2 = malloc(n + sizeof extra + 1);
+    CHECK(v2);
+    size_t a = (size_t)(ver - v1), b = (size_t)(next - v1);
+    memcpy(v2, v1, a);
+    memcpy(v2 + a, "\nversion: 2\n", 12);
+    memcpy(v2 + a + 12, v1 + a + 12, b - a - 12);
+    memcpy(v2 + b, extra, sizeof extra - 1);
+    memcpy(v2 + b + sizeof extra - 1, v1 + b, n - b);
+    *len = n + sizeof extra - 1;
+    v2[*len] = '\0';
+    free(v1);
+    return v2;
+}
+
+static void test_newer_schema(void)
+{
+    size_t len;
+    char *text = schema_v2_text(&len);
+    schema *s2 = NULL;
+    fs_error e = {0};
+    int rc = schema_load_mem("fieldsync-v2.yaml", text, len, &s2, &e);
+    if (rc)
+        fprintf(stderr, "%s\n", e.msg);
+    CHECK_OK(rc);
+    free(text);
+    CHECK_INT(s2->version, ==, 2);
+    CHECK_INT(S->version, ==, 1);
+    const schema_type *child2 = schema_type_by_name(s2, "child");
+    CHECK(child2);
+    const schema_field *extra = schema_field_by_name(child2, "photo_note");
+    CHECK(extra);
+    CHECK_INT(extra->num, ==, 200);
+    CHECK(!schema_field_by_num(type_named("child"), 200));
+
+    /* an update and a create made by a version-2 device */
+    for (int create = 0; create <= 1; create++) {
+        change c;
+        ch_child_update(&c);
+        if (create) {
+            ch_every_field(&c, type_named("child"), hlc_make(NOW, 3), role_named("visitor"));
+        }
+        c.fields[c.n_fields].num = extra->num;
+        c.fields[c.n_fields].v.kind = VAL_STR;
+        c.fields[c.n_fields].v.u.s.p = "在村口";
+        c.fields[c.n_fields].v.u.s.len = (uint32_t)strlen("在村口");
+        c.n_fields++;
+        CHECK_OK(change_sort_fields(&c));
+        CHECK_OK(change_validate(s2, &c, &e));
+        CHECK_INT(change_validate(S, &c, &e), ==, FS_EUNKNOWN_FIELD);
+        for (int full = 0; full <= 1; full++) {
+            packed p;
+            pack(&p, &c, full);
+            change d;
+            uint8_t *cp;
+            /* version 2 reads it */
+            CHECK_OK(decode_with(s2, p.sb.data, p.sb.size, full, &d, &e, &cp));
+            check_equal(&c, &d, full);
+            free(cp);
+            /* version 1 refuses it, naming the field number and the schema version */
+            rc = decode_with(S, p.sb.data, p.sb.size, full, &d, &e, NULL);
+            CHECK_INT(rc, ==, FS_EUNKNOWN_FIELD);
+            CHECK(strstr(e.msg, "field 200") != NULL);
+            CHECK(strstr(e.msg, "child") != NULL);
+            CHECK(strstr(e.msg, "version 1") != NULL);
+            /* and every prefix still fails cleanly under version 1 */
+            for (size_t k = 0; k < p.sb.size; k++) {
+                rc = decode_with(S, p.sb.data, k, full, &d, &e, NULL);
+                CHECK_INT(rc, !=, 0);
+            }
+            packed_destroy(&p);
+        }
+    }
+    /* a version-1 change reads the same under version 2 */
+    change c;
+    ch_child_update(&c);
+    packed p;
+    pack(&p, &c, true);
+    change d;
+    uint8_t *cp;
+    CHECK_OK(decode_with(s2, p.sb.data, p.sb.size, true, &d, &e, &cp));
+    check_equal(&c, &d, true);
+    free(cp);
+    packed_destroy(&p);
+    schema_free(s2);
+}
+
+static void test_helpers(void)
+{
+    change c;
+    ch_child_update(&c);
+    CHECK(change_field_get(&c, c.fields[1].num) == &c.fields[1]);
+    CHECK(change_field_get(&c, 0) == NULL);
+    fs_value a = {.kind = VAL_STR}, b = {.kind = VAL_STR};
+    a.u.s.p = "张三";
+    a.u.s.len = 6;
+    b.u.s.p = "张三丰";
+    b.u.s.len = 6; /* same first 6 bytes */
+    CHECK(value_equal(&a, &b));
+    b.u.s.len = 9;
+    CHECK(!value_equal(&a, &b));
+    fs_value n1 = {.kind = VAL_NIL}, i0 = {.kind = VAL_INT};
+    CHECK(value_equal(&n1, &n1));
+    CHECK(!value_equal(&n1, &i0)); /* nil is not 0 */
+    /* every error code has a name and a text */
+    for (int code = 0; code >= -70; code--) {
+        CHECK(fs_strerror(code) != NULL);
+        CHECK(fs_errname(code) != NULL);
+    }
+    CHECK_STR(fs_errname(FS_EVALUE_RANGE), "EVALUE_RANGE");
+    CHECK_STR(fs_strerror(12345), "unknown error");
+}
+
+int main(void)
+{
+    fs_error e = {0};
+    int rc = schema_load(schema_default_path(), &S, &e);
+    if (rc)
+        fprintf(stderr, "%s\n", e.msg);
+    CHECK_OK(rc);
+    NOW = wall_ms();
+    CHECK_OK(rid_new(&DEV, NOW));
+    test_round_trip_every_type();
+    test_round_trip_named();
+    test_truncated();
+    test_bad_header();
+    test_bad_header_values();
+    test_bad_values();
+    test_bad_wire_values();
+    test_unknown_and_order();
+    test_newer_schema();
+    test_helpers();
+    schema_free(S);
+    if (known_bugs_failed) {
+        fprintf(stderr, "change: %d check(s) of known engine bugs failed\n", known_bugs_failed);
+        return 1;
+    }
+    printf("change: ok\n");
+    return 0;
+}
