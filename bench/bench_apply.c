@@ -4,9 +4,11 @@
  *
  * The workload is a week of field work: ~N/20 children are created first (timed apart, not
  * counted in the figure), then N single-field edits of lww fields of those children (school
- * in Chinese text, grade, guardian type, category, status) arrive from a few hundred devices,
- * each device with its own gap-free device sequence, every change with a greater hybrid clock
- * than the one before. The edits are applied with store_apply_batch() in batches of B to a
+ * in Chinese text, grade, guardian type, category, status) arrive from up to 400 devices
+ * (80% visitors, 15% social workers, 5% supervisors, whose changes also run the statement that
+ * closes review items), each device with its own gap-free device sequence, every change with a
+ * greater hybrid clock than the one before; one edit in ten was made offline (its base is the
+ * create, not the field's last version). The edits are applied with store_apply_batch() in batches of B to a
  * fresh file-backed store (WAL, synchronous=NORMAL: store_open's own PRAGMAs), once as the
  * authority (the server: sequence checks, role checks, refusal memory) and once as a replica
  * (a device applying what the server accepted). Only the store_apply_batch() calls are timed
@@ -22,8 +24,16 @@
  * from a fixed seed so that two runs apply the same changes. Every result must be ACCEPTED,
  * otherwise the run fails: a benchmark of refusals would measure the wrong path.
  *
+ * --sql-profile adds, per store, where the edits' time goes statement by statement (COMMIT
+ * writes the WAL; the automatic checkpoints that follow are timed apart through a WAL hook
+ * that does what SQLite's default one does). "written/change" is the bytes the
+ * process passed to write(2) during the timed calls (/proc/self/io wchar), divided by N.
+ *
+ * --store-sql runs extra SQL on each store's connection after store_open, to try an
+ * optimisation (a PRAGMA, an index dropped) before changing the engine.
+ *
  * Usage: bench_apply [--changes N] [--batch B] [--dir DIR] [--mode authority|replica|both]
- *                    [--quick] [--help]
+ *                    [--quick] [--sql-profile] [--store-sql SQL] [--help]
  */
 #include "change.h"
 #include "err.h"
@@ -59,13 +69,15 @@ typedef struct options {
     long batch;
     const char *dir;
     bool authority, replica;
+    bool sql_profile;
+    const char *store_sql; /* experiments: extra SQL on each store's connection, or NULL */
 } options;
 
 static void usage(FILE *to, const char *prog)
 {
     fprintf(to,
             "usage: %s [--changes N] [--batch B] [--dir DIR] [--mode authority|replica|both]\n"
-            "          [--quick] [--help]\n"
+            "          [--quick] [--sql-profile] [--store-sql SQL] [--help]\n"
             "\n"
             "Applies N single-field child edits (after creating ~N/20 children) to a fresh\n"
             "file-backed store with store_apply_batch in batches of B, as the authority\n"
@@ -78,6 +90,11 @@ static void usage(FILE *to, const char *prog)
             "  --dir DIR     where the bench-apply-*.db files go (default /tmp); removed after\n"
             "  --mode M      authority, replica or both (default both)\n"
             "  --quick       10000 changes: a smoke test\n"
+            "  --sql-profile also print, per store, the time spent in each SQL statement of\n"
+            "                the edits (sqlite3_trace_v2; adds some overhead)\n"
+            "  --store-sql S for experiments: run S on each store's connection after\n"
+            "                store_open (e.g. 'PRAGMA wal_autocheckpoint=10000'); the figures\n"
+            "                are then not those of the engine as shipped\n"
             "  --help        this text\n"
             "\n"
             "The schema is $FIELDSYNC_SCHEMA, else the project's schema/fieldsync.yaml.\n",
@@ -109,6 +126,8 @@ static int parse_args(int argc, char **argv, options *o)
             exit(0);
         } else if (!strcmp(a, "--quick")) {
             o->changes = 10000;
+        } else if (!strcmp(a, "--sql-profile")) {
+            o->sql_profile = true;
         } else if (!strcmp(a, "--changes") && v) {
             if (parse_long(v, 1, 50000000, &o->changes)) {
                 fprintf(stderr, "--changes wants an integer 1..50000000, not '%s'\n", v);
@@ -120,6 +139,9 @@ static int parse_args(int argc, char **argv, options *o)
                 fprintf(stderr, "--batch wants an integer 1..1000000, not '%s'\n", v);
                 return -1;
             }
+            i++;
+        } else if (!strcmp(a, "--store-sql") && v) {
+            o->store_sql = v;
             i++;
         } else if (!strcmp(a, "--dir") && v) {
             o->dir = v;
@@ -254,7 +276,7 @@ typedef struct workload {
     uint32_t n_children, n_devices, n_villages;
     child *children;
     device *devices;
-    char (*villages)[16];
+    char (*villages)[32];
     strtab schools, names;
     gen_change *creates, *edits;
     size_t n_creates, n_edits;
@@ -494,6 +516,131 @@ static void cpu_model(char *out, size_t cap)
     fclose(f);
 }
 
+/* Bytes this process has passed to write(2) so far (/proc/self/io), or 0 if unknown. */
+static uint64_t written_bytes(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return 0;
+    char line[128];
+    uint64_t v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "wchar:", 6)) {
+            v = strtoull(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* ---- per-statement profile ------------------------------------------------------------- */
+
+#define PROF_MAX 48
+
+typedef struct prof_row {
+    const char *sql;           /* the statement text (SQLite's, valid while prepared) */
+    char key[96];              /* its first bytes: rows of one statement merge by these */
+    uint64_t count, ns;
+    sqlite3_stmt *running;     /* the statement started and not yet finished, if any */
+    double started;            /* its CLOCK_MONOTONIC start (SQLite's own figure is in ms) */
+} prof_row;
+
+typedef struct sql_prof {
+    bool on;                   /* count only while the edits are applied */
+    uint32_t n;
+    prof_row row[PROF_MAX];
+    int ckpt_pages;            /* the connection's wal_autocheckpoint threshold */
+    uint64_t ckpt_count, ckpt_ns;
+} sql_prof;
+
+/* Does what SQLite's default WAL hook (sqlite3_wal_autocheckpoint) does, PASSIVE checkpoint
+ * once the WAL holds ckpt_pages frames, and times it: SQLite runs it after the COMMIT's
+ * profile event, so the statement times would not show it. */
+static int prof_wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    sql_prof *pr = ctx;
+    if (pr->ckpt_pages <= 0 || frames < pr->ckpt_pages)
+        return SQLITE_OK;
+    double t = now_s();
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (pr->on) {
+        pr->ckpt_count++;
+        pr->ckpt_ns += (uint64_t)((now_s() - t) * 1e9);
+    }
+    return SQLITE_OK;
+}
+
+static double now_s(void);
+
+/* TRACE_STMT marks a statement's first step, TRACE_PROFILE its end (reset or done): the time
+ * between the two, on our clock, is the statement's. A COMMIT's time includes writing the WAL
+ * and the automatic checkpoint that follows it. */
+static int prof_cb(unsigned type, void *ctx, void *p, void *x)
+{
+    sql_prof *pr = ctx;
+    (void)x;
+    if (!pr->on || (type != SQLITE_TRACE_PROFILE && type != SQLITE_TRACE_STMT))
+        return 0;
+    sqlite3_stmt *stm = p;
+    const char *sql = sqlite3_sql(stm);
+    if (!sql)
+        return 0;
+    prof_row *r = NULL;
+    for (uint32_t i = 0; i < pr->n && !r; i++)
+        if (pr->row[i].sql == sql || !strncmp(pr->row[i].key, sql, sizeof pr->row[i].key - 1))
+            r = &pr->row[i];
+    if (!r) {
+        if (pr->n == PROF_MAX)
+            return 0;
+        r = &pr->row[pr->n++];
+        memset(r, 0, sizeof *r);
+        r->sql = sql;
+        snprintf(r->key, sizeof r->key, "%s", sql);
+    }
+    if (type == SQLITE_TRACE_STMT) {
+        r->running = stm;
+        r->started = now_s();
+    } else if (r->running == stm) {
+        r->count++;
+        r->ns += (uint64_t)((now_s() - r->started) * 1e9);
+        r->running = NULL;
+    }
+    return 0;
+}
+
+static int prof_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const prof_row *)a)->ns, y = ((const prof_row *)b)->ns;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void prof_print(sql_prof *pr, const char *mode, double total_s, size_t n_changes)
+{
+    qsort(pr->row, pr->n, sizeof pr->row[0], prof_cmp);
+    uint64_t sum = pr->ckpt_ns;
+    for (uint32_t i = 0; i < pr->n; i++)
+        sum += pr->row[i].ns;
+    printf("\n  SQL profile, edits, %s: %.3f s in SQLite of %.3f s in store_apply_batch\n",
+           mode, (double)sum / 1e9, total_s);
+    printf("  %9s %8s %8s %6s  %s\n", "calls", "ms", "us/call", "share", "statement");
+    if (pr->ckpt_count)
+        printf("  %9" PRIu64 " %8.1f %8.2f %5.1f%%  %s (every %d WAL pages)\n", pr->ckpt_count,
+               (double)pr->ckpt_ns / 1e6, (double)pr->ckpt_ns / 1e3 / (double)pr->ckpt_count,
+               100.0 * (double)pr->ckpt_ns / 1e9 / total_s, "(auto-checkpoint after COMMIT)",
+               pr->ckpt_pages);
+    for (uint32_t i = 0; i < pr->n; i++) {
+        char text[61];
+        snprintf(text, sizeof text, "%s", pr->row[i].key);
+        printf("  %9" PRIu64 " %8.1f %8.2f %5.1f%%  %s\n", pr->row[i].count,
+               (double)pr->row[i].ns / 1e6, (double)pr->row[i].ns / 1e3 / (double)pr->row[i].count,
+               100.0 * (double)pr->row[i].ns / 1e9 / total_s, text);
+    }
+    printf("  %9s %8.1f %8.2f %5.1f%%  %s\n", "", (total_s - (double)sum / 1e9) * 1e3,
+           (total_s - (double)sum / 1e9) * 1e6 / (double)n_changes,
+           100.0 * (total_s - (double)sum / 1e9) / total_s,
+           "(outside SQLite: merge, packing, validation; us per change)");
+}
+
 /* ---- files ------------------------------------------------------------------------------ */
 
 static void remove_db(const char *path)
@@ -511,13 +658,14 @@ static void remove_db(const char *path)
 typedef struct run_result {
     double create_s;  /* time in store_apply_batch for the creates */
     double edit_s;    /* time in store_apply_batch for the edits */
+    uint64_t edit_written; /* bytes written (wchar) during the edits' calls */
     uint64_t hash[2];
     int64_t reviews;
 } run_result;
 
 /* Applies the workload's creates then edits to a fresh store at path. Returns 0 or -1. */
 static int run_store(const workload *w, const schema *s, store_mode mode, const char *path,
-                     size_t batch, run_result *out)
+                     size_t batch, const char *extra_sql, sql_prof *prof, run_result *out)
 {
     memset(out, 0, sizeof *out);
     remove_db(path);
@@ -527,6 +675,23 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
     if (rc) {
         fprintf(stderr, "store_open %s: %s\n", path, e.msg);
         return -1;
+    }
+    if (extra_sql && sqlite3_exec(store_db(st), extra_sql, NULL, NULL, NULL)) {
+        fprintf(stderr, "--store-sql: %s\n", sqlite3_errmsg(store_db(st)));
+        store_close(st);
+        remove_db(path);
+        return -1;
+    }
+    if (prof) {
+        sqlite3_stmt *q;
+        prof->ckpt_pages = 0;
+        if (!sqlite3_prepare_v2(store_db(st), "PRAGMA wal_autocheckpoint", -1, &q, NULL)) {
+            if (sqlite3_step(q) == SQLITE_ROW)
+                prof->ckpt_pages = sqlite3_column_int(q, 0);
+            sqlite3_finalize(q);
+        }
+        sqlite3_wal_hook(store_db(st), prof_wal_hook, prof);
+        sqlite3_trace_v2(store_db(st), SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE, prof_cb, prof);
     }
     change *cs = malloc(batch * sizeof *cs);
     apply_result *rs = malloc(batch * sizeof *rs);
@@ -539,13 +704,18 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
     size_t counts[2] = {w->n_creates, w->n_edits};
     double *times[2] = {&out->create_s, &out->edit_s};
     for (int phase = 0; phase < 2; phase++) {
+        if (prof)
+            prof->on = phase == 1;
         for (size_t at = 0; at < counts[phase]; at += batch) {
             size_t n = counts[phase] - at < batch ? counts[phase] - at : batch;
             for (size_t i = 0; i < n; i++)
                 expand(w, &lists[phase][at + i], &cs[i]);
+            uint64_t wr = phase ? written_bytes() : 0;
             double t = now_s();
             rc = store_apply_batch(st, cs, n, NULL, rs, &e);
             *times[phase] += now_s() - t;
+            if (phase)
+                out->edit_written += written_bytes() - wr;
             if (rc) {
                 fprintf(stderr, "store_apply_batch: %s\n", e.msg);
                 goto done;
@@ -560,6 +730,8 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
                 }
         }
     }
+    if (prof)
+        prof->on = false; /* what follows checks the result, it is not part of the figure */
     uint64_t last;
     if (store_last_seq(st, &last) || last != w->n_creates + w->n_edits) {
         fprintf(stderr, "log holds %" PRIu64 " changes, want %zu\n", last,
@@ -572,6 +744,10 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
     }
     ret = 0;
 done:
+    if (prof) {
+        prof->on = false;
+        sqlite3_trace_v2(store_db(st), 0, NULL, NULL);
+    }
     free(cs);
     free(rs);
     store_close(st);
@@ -581,9 +757,10 @@ done:
 
 /* Raw SQLite: one row per body, INTEGER PRIMARY KEY, same PRAGMAs, same batches. */
 static int run_raw(const uint8_t *bodies, const uint32_t *off, size_t n, const char *path,
-                   size_t batch, double *secs)
+                   size_t batch, double *secs, uint64_t *written)
 {
     *secs = 0;
+    *written = 0;
     remove_db(path);
     sqlite3 *db = NULL;
     sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
@@ -604,6 +781,7 @@ static int run_raw(const uint8_t *bodies, const uint32_t *off, size_t n, const c
         goto fail;
     for (size_t at = 0; at < n; at += batch) {
         size_t m = n - at < batch ? n - at : batch;
+        uint64_t wr = written_bytes();
         double t = now_s();
         if (sqlite3_step(begin) != SQLITE_DONE)
             goto fail;
@@ -619,6 +797,7 @@ static int run_raw(const uint8_t *bodies, const uint32_t *off, size_t n, const c
             goto fail;
         sqlite3_reset(commit);
         *secs += now_s() - t;
+        *written += written_bytes() - wr;
     }
     ret = 0;
 fail:
@@ -694,6 +873,12 @@ int main(int argc, char **argv)
         return 1;
     }
     double avg_body = (double)off[w.n_edits] / (double)w.n_edits;
+    uint32_t min_body = UINT32_MAX, max_body = 0;
+    for (size_t i = 0; i < w.n_edits; i++) {
+        uint32_t l = off[i + 1] - off[i];
+        min_body = l < min_body ? l : min_body;
+        max_body = l > max_body ? l : max_body;
+    }
 
     /* header: machine, date, command */
     struct utsname un;
@@ -716,26 +901,33 @@ int main(int argc, char **argv)
            "            guardian_type/category/status enums) over %u children by %u devices,\n"
            "            batch %ld; created first: %zu children (10 fields each, timed apart)\n",
            w.n_edits, w.n_children, w.n_devices, o.batch, w.n_creates);
-    printf("  log row   full-form change body %.1f bytes on average (%u..%u)\n", avg_body,
-           off[1] - off[0], off[w.n_edits] - off[w.n_edits - 1]);
+    if (o.store_sql)
+        printf("  EXPERIMENT store-sql: %s (not the engine as shipped)\n", o.store_sql);
+    printf("  log row   full-form change body %.1f bytes on average (%u..%u): the raw rows\n"
+           "            are these exact bodies\n",
+           avg_body, min_body, max_body);
     printf("\n");
 
     char path[4096];
     pid_t pid = getpid();
     run_result ra = {0}, rr = {0};
     double raw_s = 0;
+    uint64_t raw_written = 0;
+    static sql_prof prof_a, prof_r;
     int failed = 0;
     if (o.authority) {
         snprintf(path, sizeof path, "%s/bench-apply-authority-%d.db", o.dir, (int)pid);
-        failed |= run_store(&w, s, STORE_AUTHORITY, path, (size_t)o.batch, &ra);
+        failed |= run_store(&w, s, STORE_AUTHORITY, path, (size_t)o.batch, o.store_sql,
+                            o.sql_profile ? &prof_a : NULL, &ra);
     }
     if (!failed && o.replica) {
         snprintf(path, sizeof path, "%s/bench-apply-replica-%d.db", o.dir, (int)pid);
-        failed |= run_store(&w, s, STORE_REPLICA, path, (size_t)o.batch, &rr);
+        failed |= run_store(&w, s, STORE_REPLICA, path, (size_t)o.batch, o.store_sql,
+                            o.sql_profile ? &prof_r : NULL, &rr);
     }
     if (!failed) {
         snprintf(path, sizeof path, "%s/bench-apply-raw-%d.db", o.dir, (int)pid);
-        failed |= run_raw(bodies, off, w.n_edits, path, (size_t)o.batch, &raw_s);
+        failed |= run_raw(bodies, off, w.n_edits, path, (size_t)o.batch, &raw_s, &raw_written);
     }
     if (failed) {
         free(bodies);
@@ -747,8 +939,10 @@ int main(int argc, char **argv)
 
     double n = (double)w.n_edits, nc = (double)w.n_creates;
     double raw_rate = n / raw_s;
-    printf("  %-28s %10s %9s %12s %9s\n", "what", "count", "seconds", "per second", "of raw");
-    printf("  %-28s %10.0f %9.3f %12.0f %9s\n", "raw SQLite rows", n, raw_s, raw_rate, "1.00");
+    printf("  %-24s %9s %9s %11s %7s %15s\n", "what", "count", "seconds", "per second", "of raw",
+           "written/change");
+    printf("  %-24s %9.0f %9.3f %11.0f %7s %13.0f B\n", "raw SQLite rows", n, raw_s, raw_rate,
+           "1.00", (double)raw_written / n);
     struct {
         bool on;
         const char *name;
@@ -760,11 +954,11 @@ int main(int argc, char **argv)
         const run_result *r = modes[i].r;
         char label[64];
         snprintf(label, sizeof label, "creates, %s", modes[i].name);
-        printf("  %-28s %10.0f %9.3f %12.0f %9.2f\n", label, nc, r->create_s, nc / r->create_s,
-               (nc / r->create_s) / raw_rate);
+        printf("  %-24s %9.0f %9.3f %11.0f %7s %15s\n", label, nc, r->create_s,
+               nc / r->create_s, "-", "-");
         snprintf(label, sizeof label, "edits, %s", modes[i].name);
-        printf("  %-28s %10.0f %9.3f %12.0f %9.2f\n", label, n, r->edit_s, n / r->edit_s,
-               (n / r->edit_s) / raw_rate);
+        printf("  %-24s %9.0f %9.3f %11.0f %7.2f %13.0f B\n", label, n, r->edit_s,
+               n / r->edit_s, (n / r->edit_s) / raw_rate, (double)r->edit_written / n);
     }
     printf("\n  targets (edits)\n");
     for (int i = 0; i < 2; i++) {
@@ -782,6 +976,10 @@ int main(int argc, char **argv)
         if (!same)
             failed = 1;
     }
+    if (o.sql_profile && o.authority)
+        prof_print(&prof_a, "authority", ra.edit_s, w.n_edits);
+    if (o.sql_profile && o.replica)
+        prof_print(&prof_r, "replica", rr.edit_s, w.n_edits);
     free(bodies);
     free(off);
     workload_free(&w);
