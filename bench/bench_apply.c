@@ -73,6 +73,9 @@ typedef struct options {
     const char *store_sql; /* experiments: extra SQL on each store's connection, or NULL */
 } options;
 
+/* --devices: how many devices the edits come from (0 = one per 25 children) */
+static uint32_t g_devices;
+
 static void usage(FILE *to, const char *prog)
 {
     fprintf(to,
@@ -87,6 +90,8 @@ static void usage(FILE *to, const char *prog)
             "\n"
             "  --changes N   edits to apply (default 100000)\n"
             "  --batch B     changes per transaction (default 1000)\n"
+            "  --devices N   devices the edits come from (default: one per 25 children,\n"
+            "                at most 400; 1 = one device pushing, as a server sees a push)\n"
             "  --dir DIR     where the bench-apply-*.db files go (default /tmp); removed after\n"
             "  --mode M      authority, replica or both (default both)\n"
             "  --quick       10000 changes: a smoke test\n"
@@ -131,6 +136,13 @@ static int parse_args(int argc, char **argv, options *o)
         } else if (!strcmp(a, "--changes") && v) {
             if (parse_long(v, 1, 50000000, &o->changes)) {
                 fprintf(stderr, "--changes wants an integer 1..50000000, not '%s'\n", v);
+                return -1;
+            }
+            i++;
+        } else if (!strcmp(a, "--devices") && v) {
+            g_devices = (uint32_t)strtoul(v, NULL, 10);
+            if (!g_devices) {
+                fprintf(stderr, "--devices wants an integer >= 1, not '%s'\n", v);
                 return -1;
             }
             i++;
@@ -325,7 +337,7 @@ static int workload_make(workload *w, const schema *s, size_t n_edits, uint64_t 
     w->n_children = (uint32_t)(n_edits / EDITS_PER_CHILD);
     if (w->n_children == 0)
         w->n_children = 1;
-    w->n_devices = w->n_children / CHILDREN_PER_DEVICE;
+    w->n_devices = g_devices ? g_devices : w->n_children / CHILDREN_PER_DEVICE;
     if (w->n_devices == 0)
         w->n_devices = 1;
     if (w->n_devices > MAX_DEVICES)

@@ -21,7 +21,50 @@ void field_state_destroy(field_state *st)
         return;
     free(st->str);
     free(st->cands);
+    free(st->setc);
     memset(st, 0, sizeof *st);
+}
+
+int field_state_copy(field_state *dst, const field_state *src)
+{
+    field_state_destroy(dst);
+    *dst = *src;
+    dst->str = NULL;
+    dst->cands = NULL;
+    dst->cap_cands = 0;
+    dst->setc = NULL;
+    if (src->str) {
+        size_t n = strlen(src->str) + 1;
+        if (src->value.kind == VAL_STR)
+            n = src->value.u.s.len + 1;
+        if (!(dst->str = malloc(n)))
+            goto nomem;
+        memcpy(dst->str, src->str, n);
+        if (dst->value.kind == VAL_STR)
+            dst->value.u.s.p = dst->str;
+    }
+    if (src->n_cands) {
+        if (!(dst->cands = malloc(src->n_cands * sizeof *dst->cands)))
+            goto nomem;
+        memcpy(dst->cands, src->cands, src->n_cands * sizeof *dst->cands);
+        dst->cap_cands = src->n_cands;
+    }
+    if (src->setc) {
+        if (!(dst->setc = malloc(128 * sizeof *dst->setc)))
+            goto nomem;
+        memcpy(dst->setc, src->setc, 128 * sizeof *dst->setc);
+    }
+    return 0;
+nomem:
+    field_state_destroy(dst);
+    return FS_ENOMEM;
+}
+
+static int setc_ensure(field_state *st)
+{
+    if (!st->setc && !(st->setc = calloc(128, sizeof *st->setc)))
+        return FS_ENOMEM;
+    return 0;
 }
 
 void merge_out_destroy(merge_out *o)
@@ -162,17 +205,19 @@ chosen:;
     return 0;
 }
 
-static void merge_set(field_state *st, const change *c, const fs_value *v)
+static int merge_set(field_state *st, const change *c, const fs_value *v)
 {
-    uint64_t mask = 0;
+    if (setc_ensure(st))
+        return FS_ENOMEM;
+    uint64_t mask = 0, *add_hlc = st->setc, *rm_base = st->setc + 64;
     for (int i = 0; i < 64; i++) {
         if (v->kind == VAL_SET) {
-            if ((v->u.set.add >> i & 1) && c->hlc > st->add_hlc[i])
-                st->add_hlc[i] = c->hlc;
-            if ((v->u.set.rm >> i & 1) && c->base > st->rm_base[i])
-                st->rm_base[i] = c->base;
+            if ((v->u.set.add >> i & 1) && c->hlc > add_hlc[i])
+                add_hlc[i] = c->hlc;
+            if ((v->u.set.rm >> i & 1) && c->base > rm_base[i])
+                rm_base[i] = c->base;
         }
-        if (st->add_hlc[i] > st->rm_base[i])
+        if (add_hlc[i] > rm_base[i])
             mask |= 1ull << i;
     }
     st->value.kind = VAL_SET;
@@ -180,6 +225,7 @@ static void merge_set(field_state *st, const change *c, const fs_value *v)
     st->value.u.set.rm = 0;
     if (!st->present || order_cmp(c->hlc, &c->device, c->dseq, st->whlc, &st->wdev, st->wseq) > 0)
         set_winner(st, c);
+    return 0;
 }
 
 int merge_field(const schema *s, const schema_field *f, field_state *st, const change *c,
@@ -236,7 +282,8 @@ int merge_field(const schema *s, const schema_field *f, field_state *st, const c
             return rc;
         break;
     case RULE_SET:
-        merge_set(st, c, v);
+        if ((rc = merge_set(st, c, v)))
+            return rc;
         break;
     }
     st->present = true;
@@ -267,16 +314,17 @@ int merge_aux_pack(msgpack_packer *pk, const schema_field *f, const field_state 
         }
     } else if (f->rule == RULE_SET) {
         uint32_t n = 0;
-        for (int i = 0; i < 64; i++)
-            n += st->add_hlc[i] || st->rm_base[i];
+        const uint64_t *sc = st->setc;
+        for (int i = 0; sc && i < 64; i++)
+            n += sc[i] || sc[64 + i];
         rc |= msgpack_pack_array(pk, n);
-        for (int i = 0; i < 64; i++) {
-            if (!st->add_hlc[i] && !st->rm_base[i])
+        for (int i = 0; sc && i < 64; i++) {
+            if (!sc[i] && !sc[64 + i])
                 continue;
             rc |= msgpack_pack_array(pk, 3);
             rc |= msgpack_pack_uint8(pk, (uint8_t)i);
-            rc |= msgpack_pack_uint64(pk, st->add_hlc[i]);
-            rc |= msgpack_pack_uint64(pk, st->rm_base[i]);
+            rc |= msgpack_pack_uint64(pk, sc[i]);
+            rc |= msgpack_pack_uint64(pk, sc[64 + i]);
         }
     }
     return rc ? FS_ENOMEM : 0;
@@ -316,10 +364,12 @@ int merge_aux_unpack(const schema_field *f, field_state *st, const void *buf, si
     } else if (f->rule == RULE_SET) {
         if ((rc = mpr_array(&r, 64, &n)))
             return rc;
+        if (setc_ensure(st))
+            return FS_ENOMEM;
         for (uint32_t i = 0; i < n; i++) {
             uint32_t bit;
             if ((rc = mpr_array(&r, 3, &m)) || m != 3 || (rc = mpr_u32_max(&r, 63, &bit)) ||
-                (rc = mpr_u64(&r, &st->add_hlc[bit])) || (rc = mpr_u64(&r, &st->rm_base[bit])))
+                (rc = mpr_u64(&r, &st->setc[bit])) || (rc = mpr_u64(&r, &st->setc[64 + bit])))
                 return rc ? rc : FS_EDEC_COUNT;
         }
     }

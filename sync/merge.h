@@ -51,9 +51,9 @@ typedef struct field_state {
     uint64_t max_base;     /* M */
     uint32_t n_cands, cap_cands;
     merge_cand *cands;     /* owned */
-    /* set */
-    uint64_t add_hlc[64];
-    uint64_t rm_base[64];
+    /* set: setc[i] = greatest add clock of value i, setc[64 + i] = greatest remove base;
+     * allocated (128 entries) by the first set change, NULL for other rules */
+    uint64_t *setc;
 } field_state;
 
 typedef struct merge_out {
@@ -68,6 +68,10 @@ typedef struct merge_out {
 
 void field_state_init(field_state *st);
 void field_state_destroy(field_state *st); /* frees owned memory; st may be reused after init */
+
+/* Makes dst a deep copy of src (dst's previous contents are freed). Returns 0 or FS_ENOMEM
+ * (dst is then empty). */
+int field_state_copy(field_state *dst, const field_state *src);
 void merge_out_destroy(merge_out *o);
 
 /* Applies field value v of change c to st under field f's rule. authority: refuse what the

@@ -4,19 +4,28 @@
  * What it holds (tables in store.c's migration, documented in docs/architecture.md):
  *   log       every accepted change (full wire form), with a local sequence: on the server
  *             that sequence is the pull cursor. The history and audit trail.
+ *   log_by_record  (record, seq) index of the log, filled at flush (history queries).
  *   records   one row per record: type, scope (village), create seen.
  *   fields    current state per (record, field): value, version, winner, rule state.
  *   review    review items opened by the review rule (authority) or received (devices).
  *   devseq    per device, the highest device sequence consumed (authority: gap detection).
  *   refused   changes the authority refused, with code and text, so a re-send gets the same
  *             answer (exactly-once for refusals too).
- *   outbox    (device) local changes not yet acknowledged; refusals kept until the user acts.
  *   meta      persisted clock, schema version, identity.
  *
  * One transaction per batch (store_apply_batch): results are valid only after it returns 0,
  * which means COMMIT returned: the durable acknowledgement the protocol promises. Every
  * connection runs with WAL, synchronous=NORMAL, foreign_keys off, a busy timeout and a
  * journal size limit. Prepared statements are cached per handle.
+ *
+ * Log first, state later: a batch's transaction writes the log (and records, reviews and
+ * device sequences); the per-field state it merges lives in an in-memory cache and reaches
+ * the `fields` table in bulk (store_flush), with meta.materialized_seq saying up to which
+ * log sequence `fields` is current. Random page writes of the field table are thus paid
+ * once per flush instead of once per batch. On open (after a crash) and after a failed
+ * batch, the log after materialized_seq is replayed into the cache: the state is a function
+ * of the log, so nothing is lost. Anyone reading `fields` or `log_by_record` through
+ * store_db() must call store_flush() first; the store's own readers do.
  *
  * Threading: one handle per thread. Ownership: the handle borrows the schema (it must outlive
  * the handle); everything returned through out-parameters is described per function.
@@ -58,10 +67,22 @@ typedef int (*store_authorize_fn)(void *ctx, const change *c, const char *scope_
 /* Called after commit for each accepted change (live fan-out). scope may be NULL. */
 typedef void (*store_commit_fn)(void *ctx, const change *c, uint64_t seq, const char *scope);
 
+/* A change the receiver could not decode (for example a field of a newer schema): refused
+ * with code and msg, consuming its dseq like any refusal; body is the change's bytes as
+ * received (borrowed for the call), remembered so that a re-send gets the same answer. */
+typedef struct apply_raw {
+    int code;          /* 0: changes[i] decoded normally */
+    const char *msg;
+    const void *body;
+    size_t len;
+} apply_raw;
+
 typedef struct apply_opts {
     store_authorize_fn authorize;
     store_commit_fn on_commit;
     void *ctx;
+    const apply_raw *raw; /* optional, n entries: raw[i].code != 0 refuses changes[i], of
+                             which only device and dseq are used */
 } apply_opts;
 
 /* Opens (creating and migrating) the store at path; ":memory:" works for tests. The handle
@@ -83,6 +104,14 @@ store_mode store_get_mode(const store *st);
  * applied: the caller must not acknowledge). A refused change never stops the others. */
 int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
                       apply_result *results, fs_error *e);
+
+/* Writes the cached field states to the `fields` table and the log's record index, in one
+ * transaction. Returns 0 or FS_EIO. Called automatically when the cache holds many unwritten
+ * states, by the store's own readers, and by store_close. */
+int store_flush(store *st, fs_error *e);
+
+/* Sets how many unwritten field states trigger an automatic flush (default 50,000). */
+void store_set_flush_threshold(store *st, size_t n);
 
 /* Highest device sequence the authority has consumed for device (0 if none). */
 int store_device_seq(store *st, const rid_t *device, uint64_t *out);

@@ -179,7 +179,11 @@ int wire_frame_encode(wire_codec *c, const void *body, size_t len, uint32_t dict
         return FS_ENOMEM;
     uint8_t *f = c->out + out_pre;
     if (dict && dict < 256 && c->d && c->d->cdict[dict]) {
-        size_t n = ZSTD_compress_usingCDict(c->cctx, f + 6, bound, body, len, c->d->cdict[dict]);
+        /* ZSTD_compress_usingCDict would hard-code dictionary id and content size into the
+         * zstd frame; refCDict + compress2 keeps the codec's frame parameters (protocol §2) */
+        size_t n = ZSTD_CCtx_refCDict(c->cctx, c->d->cdict[dict]);
+        if (!ZSTD_isError(n))
+            n = ZSTD_compress2(c->cctx, f + 6, bound, body, len);
         if (!ZSTD_isError(n) && n + 6 < len + 2) {
             f[0] = WIRE_FLAG_ZSTD;
             f[1] = (uint8_t)dict;
@@ -370,8 +374,11 @@ int wire_pack_error(msgpack_packer *pk, int code, const char *text, bool closes)
 {
     int rc = 0;
     size_t n = text ? strlen(text) : 0;
-    if (n > WIRE_MAX_TEXT)
+    if (n > WIRE_MAX_TEXT) { /* cut at a character boundary: the peer checks UTF-8 */
         n = WIRE_MAX_TEXT;
+        while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+            n--;
+    }
     PK(msgpack_pack_array(pk, 4));
     PK(msgpack_pack_uint8(pk, MSG_ERROR));
     PK(msgpack_pack_int32(pk, code));
@@ -478,11 +485,15 @@ int wire_read_push(mpr *r, uint32_t count, uint32_t max_batch, uint64_t *batch, 
     static const char *m = "push";
     NEED(3, m);
     RD(mpr_u64(r, batch), m, "batch");
-    int rc = mpr_array(r, max_batch, n);
-    if (rc == FS_EDEC_COUNT && mpr_left(r) > 5)
-        return fs_error_set(e, FS_EDEC_TOOBIG, "push: more than %u changes in one batch",
-                            max_batch);
-    RD(rc, m, "changes");
+    /* a count the bytes cannot hold is malformed (COUNT); a real batch over the cap is
+     * TOOBIG. Either way nothing is reserved. */
+    const uint8_t *save = r->p;
+    RD(mpr_array(r, UINT32_MAX, n), m, "changes");
+    if (*n > max_batch) {
+        r->p = save;
+        return fs_error_set(e, FS_EDEC_TOOBIG, "push: %u changes in one batch, at most %u",
+                            *n, max_batch);
+    }
     return 0; /* trailing elements come after the changes; the caller skips them */
 }
 
@@ -575,6 +586,8 @@ int wire_read_error(mpr *r, uint32_t count, wire_error *err, fs_error *e)
     int64_t code;
     NEED(4, m);
     RD(mpr_i64(r, &code), m, "code");
+    if (code < INT32_MIN || code > INT32_MAX)
+        return bad(e, FS_EVALUE_RANGE, m, "code");
     err->code = (int32_t)code;
     RD(mpr_str(r, WIRE_MAX_TEXT, &err->text, &err->text_len), m, "text");
     RD(mpr_bool(r, &err->closes), m, "closes");
