@@ -145,6 +145,7 @@ struct store {
     centry **tab;
     size_t tab_cap, tab_used, n_dirty, flush_threshold;
     uint64_t materialized;   /* log seq up to which `fields` is current */
+    uint64_t seen;           /* log seq up to which this handle's cache has merged */
     bool pending_flush;      /* a flush ran inside the current batch's transaction */
     uint64_t pending_flush_seq;
     devseq_slot dslots[DEVSEQ_SLOTS];
@@ -219,6 +220,7 @@ static int save_clock(store *st)
 }
 
 static int recover(store *st);
+static int catch_up(store *st);
 
 int store_open(const char *path, const schema *s, store_mode mode, store **out, fs_error *e)
 {
@@ -463,10 +465,14 @@ static int field_save(store *st, const rid_t *record, const schema_field *f,
 
 static size_t ckey_hash(const rid_t *r, uint8_t field)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ULL * (field + 1u);
-    for (int i = 0; i < 16; i++)
-        h = (h ^ r->b[i]) * 0x100000001b3ULL;
-    return (size_t)(h ^ (h >> 29));
+    uint64_t a, b;
+    memcpy(&a, r->b, 8);
+    memcpy(&b, r->b + 8, 8);
+    uint64_t h = a ^ (b * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)field << 56);
+    /* splitmix64's finaliser: every input bit reaches the low bits the table uses */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return (size_t)(h ^ (h >> 31));
 }
 
 static int cache_grow(store *st)
@@ -576,7 +582,9 @@ int store_flush(store *st, fs_error *e)
     bool outer = !sqlite3_get_autocommit(st->db); /* inside a batch: join its transaction */
     if (!outer && exec1(st, S_BEGIN))
         return db_fail(st, e, "flush: begin");
-    int rc = 0;
+    /* write only states that include everything logged so far, never older ones over newer
+     * ones another handle wrote */
+    int rc = outer ? 0 : catch_up(st);
     for (size_t i = 0; i < st->tab_cap && !rc; i++) {
         centry *c = st->tab[i];
         if (!c || !c->dirty)
@@ -634,7 +642,7 @@ int store_field_get(store *st, const rid_t *record, int field, field_state *out)
     if (!f)
         return FS_ENOTFOUND;
     centry *c;
-    if ((rc = cache_get(st, record, f, &c)))
+    if ((rc = catch_up(st)) || (rc = cache_get(st, record, f, &c)))
         return rc;
     if (!c->st.present)
         return FS_ENOTFOUND;
@@ -1260,36 +1268,66 @@ out:
 
 /* Replays the log after materialized_seq into the cache (after a crash or a failed batch:
  * the state of committed changes that never reached `fields` is rebuilt from the log). */
-static int recover(store *st)
+/* Merges log entries after `after` into the cache (HOW_RECOVER) and sets seen. */
+static int replay_from(store *st, uint64_t after)
 {
-    cache_clear(st, false);
     sqlite3_stmt *s = stmt(st, S_LOG_ALL);
     if (!s)
         return FS_EIO;
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)st->materialized);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
     change *c = malloc(sizeof *c);
     if (!c) {
         sqlite3_reset(s);
         return FS_ENOMEM;
     }
-    int rc, n = 0;
+    int rc;
+    uint64_t seen = after;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+        seen = seq;
         mpr r;
         mpr_init(&r, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
         if (change_unpack(&r, st->s, true, c, NULL))
             continue; /* logged under a schema this one cannot read: it stays in the log */
         apply_result res;
-        int arc = apply_one(st, c, NULL, NULL, false, false, HOW_RECOVER,
-                            (uint64_t)sqlite3_column_int64(s, 0), &res);
+        int arc = apply_one(st, c, NULL, NULL, false, false, HOW_RECOVER, seq, &res);
         if (arc) {
             rc = arc;
             break;
         }
-        n++;
     }
     free(c);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : rc == SQLITE_ROW ? FS_EIO : rc;
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? FS_EIO : rc;
+    if (seen > st->seen)
+        st->seen = seen;
+    return 0;
+}
+
+/* Rebuilds the cache from `fields` plus the log after materialized_seq (at open, after a
+ * crash, after a failed batch). */
+static int recover(store *st)
+{
+    char v[32];
+    cache_clear(st, false);
+    st->materialized = store_meta_get(st, "materialized_seq", v, sizeof v) == 0
+                           ? strtoull(v, NULL, 10)
+                           : 0;
+    st->seen = st->materialized;
+    return replay_from(st, st->materialized);
+}
+
+/* Merges what other handles on the same file logged since this one last looked: the cache
+ * is then as current as the log. (Merging is idempotent and commutative, so a change that a
+ * state loaded from `fields` already contains does no harm when merged again.) */
+static int catch_up(store *st)
+{
+    uint64_t last;
+    int rc = store_last_seq(st, &last);
+    if (rc || last <= st->seen)
+        return rc;
+    return replay_from(st, st->seen);
 }
 
 int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
@@ -1301,10 +1339,13 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
     st->pending_flush = false;
     if (exec1(st, S_BEGIN))
         return db_fail(st, e, "begin");
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++)
+    int rc = catch_up(st); /* under the write lock: no other handle writes meanwhile */
+    for (size_t i = 0; i < n && !rc; i++) {
         rc = apply_one(st, &changes[i], o && o->raw ? &o->raw[i] : NULL, o, authority,
                        authority, HOW_LIVE, 0, &results[i]);
+        if (!rc && results[i].status == APPLY_ACCEPTED && results[i].seq > st->seen)
+            st->seen = results[i].seq;
+    }
     if (!rc)
         rc = devseq_flush(st);
     if (!rc && st->clock.last != clock_before)
@@ -1505,6 +1546,8 @@ static int rebuild_tx(store *st, void *ctx)
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return rc == SQLITE_ROW ? FS_EIO : rc;
+    if ((rc = store_last_seq(st, &st->seen)))
+        return rc;
     return store_flush(st, NULL);
 }
 
