@@ -1,0 +1,562 @@
+/*
+ * outbox.c — what leaves the device and in which order, and what comes back.
+ *
+ * The fast lane. The server requires a device's sequence numbers (dseq) without gaps and
+ * consumes them in order, so a mandatory report saved after 1,000 queued visit notes would
+ * wait behind them if dseq were given at creation. Instead a change gets its dseq the first
+ * time it is put into a push batch and keeps it forever after (resends after a lost link or a
+ * crash reuse the very same bytes, so the server answers "duplicate", never a second effect).
+ * Unnumbered changes are numbered in the order (priority, creation): the fast lane (reports,
+ * priority 0) first, then the rest in creation order. Dependencies are kept: before a change
+ * is numbered, every earlier unnumbered change of the same record and of the records it refers
+ * to (a report's child, that child's household ...) is numbered ahead of it, so the server
+ * never sees a report about a child it does not know yet (EREF).
+ *
+ * Numbering is committed BEFORE the batch is sent: a crash after sending must find the same
+ * numbers on restart, or the server would see one dseq with two contents (ESEQ_MISMATCH).
+ * Changes already numbered and not yet answered always go first, in dseq order.
+ *
+ * Results: accepted and duplicate changes are applied to the confirmed state with
+ * store_apply_batch() (as this device, with the user and role of the session); the TEMP trigger
+ * dev_ack (db.c) deletes each one's outbox row inside that same transaction. Refused ones move
+ * to dev_refused with the server's code and text. An ESEQ_GAP refusal consumed nothing on the
+ * server: the change stays and the sync stops with FIELDSYNC_ESEQUENCE.
+ */
+#include "internal.h"
+
+#include "mpr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ob_batch_clear(ob_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->items[i].body);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+void ob_batch_free(ob_batch *b)
+{
+    ob_batch_clear(b);
+    free(b->items);
+    b->items = NULL;
+    b->cap = 0;
+}
+
+static int batch_add(ob_batch *b, int64_t id, uint64_t dseq, const void *body, size_t len)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        ob_item *v = realloc(b->items, cap * sizeof *v);
+        if (!v)
+            return FIELDSYNC_ENOMEM;
+        b->items = v;
+        b->cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return FIELDSYNC_ENOMEM;
+    memcpy(copy, body, len);
+    b->items[b->n++] = (ob_item){.id = id, .dseq = dseq, .body = copy, .len = len};
+    b->bytes += len;
+    return 0;
+}
+
+/* ---- dependency closure ------------------------------------------------------------------ */
+
+typedef struct dep {
+    int64_t id;
+    uint8_t *body;
+    size_t len;
+} dep;
+
+typedef struct plan {
+    dep *v;
+    size_t n, cap;
+    rid_t *keys;      /* records whose earlier changes are needed */
+    size_t nk, capk;
+} plan;
+
+static void plan_free(plan *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->v[i].body);
+    free(p->v);
+    free(p->keys);
+    memset(p, 0, sizeof *p);
+}
+
+static bool plan_has_id(const plan *p, int64_t id)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->v[i].id == id)
+            return true;
+    return false;
+}
+
+static int plan_key(plan *p, const rid_t *k)
+{
+    for (size_t i = 0; i < p->nk; i++)
+        if (!rid_cmp(&p->keys[i], k))
+            return 0;
+    if (p->nk == p->capk) {
+        size_t cap = p->capk ? p->capk * 2 : 8;
+        rid_t *v = realloc(p->keys, cap * sizeof *v);
+        if (!v)
+            return FIELDSYNC_ENOMEM;
+        p->keys = v;
+        p->capk = cap;
+    }
+    p->keys[p->nk++] = *k;
+    return 0;
+}
+
+/* Adds a change to the plan and queues its record and referenced records as keys. */
+static int plan_add(fieldsync_db *db, plan *p, int64_t id, const void *body, size_t len,
+                    change *c)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        dep *v = realloc(p->v, cap * sizeof *v);
+        if (!v)
+            return FIELDSYNC_ENOMEM;
+        p->v = v;
+        p->cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return FIELDSYNC_ENOMEM;
+    memcpy(copy, body, len);
+    p->v[p->n++] = (dep){.id = id, .body = copy, .len = len};
+    mpr r;
+    fs_error e = {0};
+    mpr_init(&r, body, len);
+    int rc = change_unpack(&r, db->s, false, c, &e);
+    if (rc)
+        return sdk_from_fs(db, rc, &e);
+    if ((rc = plan_key(p, &c->record)))
+        return rc;
+    for (uint32_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].v.kind == VAL_REF && (rc = plan_key(p, &c->fields[i].v.u.ref)))
+            return rc;
+    return 0;
+}
+
+static int dep_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const dep *)a)->id, y = ((const dep *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* The unnumbered changes that must be numbered with candidate (its closure), sorted by id. */
+static int plan_closure(fieldsync_db *db, plan *p, int64_t cand, const void *body, size_t len,
+                        change *c)
+{
+    int rc = plan_add(db, p, cand, body, len, c);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT id, body FROM dev_outbox WHERE record = ?1 AND dseq IS NULL "
+                           "AND id < ?2 ORDER BY id",
+                           -1, &s, NULL))
+        return sdk_sqlfail(db, "outbox");
+    for (size_t k = 0; k < p->nk && !rc; k++) { /* p->nk grows while we go */
+        sqlite3_reset(s);
+        sqlite3_bind_blob(s, 1, p->keys[k].b, 16, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, cand);
+        int step;
+        while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(s, 0);
+            if (!plan_has_id(p, id))
+                rc = plan_add(db, p, id, sqlite3_column_blob(s, 1),
+                              (size_t)sqlite3_column_bytes(s, 1), c);
+        }
+        if (!rc && step != SQLITE_DONE)
+            rc = sdk_sqlfail(db, "outbox");
+    }
+    sqlite3_finalize(s);
+    if (!rc)
+        qsort(p->v, p->n, sizeof *p->v, dep_cmp);
+    if (rc == FIELDSYNC_ENOMEM)
+        sdk_fail(db, rc, "out of memory");
+    return rc;
+}
+
+/* Gives change row id its dseq: rewrites its body with the number and adds it to b. */
+static int number_one(fieldsync_db *db, const dep *d, uint64_t dseq, change *c,
+                      msgpack_sbuffer *sb, ob_batch *b)
+{
+    mpr r;
+    fs_error e = {0};
+    mpr_init(&r, d->body, d->len);
+    int rc = change_unpack(&r, db->s, false, c, &e);
+    if (rc)
+        return sdk_from_fs(db, rc, &e);
+    c->dseq = dseq;
+    sb->size = 0;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    if (change_pack(&pk, c, false))
+        return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->sql, "UPDATE dev_outbox SET dseq = ?1, body = ?2 WHERE id = ?3",
+                           -1, &s, NULL))
+        return sdk_sqlfail(db, "outbox");
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)dseq);
+    sqlite3_bind_blob(s, 2, sb->data, (int)sb->size, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, d->id);
+    int step = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (step != SQLITE_DONE)
+        return sdk_sqlfail(db, "outbox");
+    rc = batch_add(b, d->id, dseq, sb->data, sb->size);
+    return rc ? sdk_fail(db, rc, "out of memory") : 0;
+}
+
+int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch *b)
+{
+    ob_batch_clear(b);
+    if (!max_n)
+        max_n = 1;
+    /* 1. numbered, unanswered: in dseq order, before anything new */
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT id, dseq, body FROM dev_outbox WHERE dseq IS NOT NULL "
+                           "ORDER BY dseq LIMIT ?1",
+                           -1, &s, NULL))
+        return sdk_sqlfail(db, "outbox");
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)max_n + 1);
+    int rc = 0, step;
+    bool more_numbered = false;
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(s, 2);
+        if (b->n && (b->n >= max_n || b->bytes + len > max_bytes)) {
+            more_numbered = true;
+            break;
+        }
+        rc = batch_add(b, sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1),
+                       sqlite3_column_blob(s, 2), len);
+        if (rc)
+            rc = sdk_fail(db, rc, "out of memory");
+    }
+    sqlite3_finalize(s);
+    if (rc || more_numbered || b->n >= max_n)
+        return rc;
+    /* 2. number new changes: fast lane first, each after what it depends on */
+    uint64_t next;
+    if ((rc = kv_get_u64(db, "next_dseq", &next)))
+        return rc;
+    if (!next)
+        next = 1;
+    change *c = malloc(sizeof *c);
+    if (!c)
+        return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if ((rc = sdk_begin(db))) {
+        free(c);
+        msgpack_sbuffer_destroy(&sb);
+        return rc;
+    }
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT id, body FROM dev_outbox WHERE dseq IS NULL "
+                           "ORDER BY priority, id LIMIT 1",
+                           -1, &q, NULL))
+        rc = sdk_sqlfail(db, "outbox");
+    bool full = false;
+    while (!rc && !full) {
+        sqlite3_reset(q);
+        step = sqlite3_step(q);
+        if (step == SQLITE_DONE)
+            break;
+        if (step != SQLITE_ROW) {
+            rc = sdk_sqlfail(db, "outbox");
+            break;
+        }
+        plan p = {0};
+        rc = plan_closure(db, &p, sqlite3_column_int64(q, 0), sqlite3_column_blob(q, 1),
+                          (size_t)sqlite3_column_bytes(q, 1), c);
+        for (size_t i = 0; i < p.n && !rc; i++) {
+            if (b->n && (b->n >= max_n || b->bytes + p.v[i].len > max_bytes)) {
+                full = true; /* a prefix of the closure by id is itself dependency-closed */
+                break;
+            }
+            rc = number_one(db, &p.v[i], next, c, &sb, b);
+            if (!rc)
+                next++;
+        }
+        plan_free(&p);
+    }
+    sqlite3_finalize(q);
+    if (!rc)
+        rc = kv_set_u64(db, "next_dseq", next);
+    if (!rc)
+        rc = sdk_commit(db);
+    else
+        sdk_rollback(db);
+    if (rc) /* nothing numbered is durable: send nothing of it */
+        ob_batch_clear(b);
+    free(c);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+int outbox_welcome(fieldsync_db *db, uint64_t server_dseq)
+{
+    uint64_t next;
+    int rc = kv_get_u64(db, "next_dseq", &next);
+    if (rc)
+        return rc;
+    if (next > server_dseq)
+        return 0;
+    /* the server consumed numbers this replica does not remember giving (a replica restored
+     * from an old copy): new numbers must start above them or they would clash */
+    return kv_set_u64(db, "next_dseq", server_dseq + 1);
+}
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+static const ob_item *find_item(const ob_batch *b, uint64_t dseq)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].dseq == dseq)
+            return &b->items[i];
+    return NULL;
+}
+
+static int exec_id(fieldsync_db *db, const char *sql, int64_t id, int code, const char *text,
+                   size_t text_len)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->sql, sql, -1, &s, NULL))
+        return sdk_sqlfail(db, "outbox");
+    sqlite3_bind_int64(s, 1, id);
+    if (sqlite3_bind_parameter_count(s) >= 3) {
+        sqlite3_bind_int(s, 2, code);
+        sqlite3_bind_text(s, 3, text ? text : "", (int)text_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, sdk_now_ms());
+    }
+    int step = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return step == SQLITE_DONE ? 0 : sdk_sqlfail(db, "outbox");
+}
+
+int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result *res, size_t n,
+                         ob_counts *counts)
+{
+    int rc = 0;
+    change *cs = n ? calloc(n, sizeof *cs) : NULL;
+    apply_result *ar = n ? calloc(n, sizeof *ar) : NULL;
+    if (n && (!cs || !ar)) {
+        free(cs);
+        free(ar);
+        return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    bool gap = false;
+    uint64_t acked = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const ob_item *it = find_item(b, res[i].dseq);
+        if (!it)
+            continue; /* not ours: ignore (the server echoes what we sent) */
+        if (res[i].status == APPLY_REFUSED && res[i].code == FS_ESEQ_GAP) {
+            gap = true;
+            continue;
+        }
+        if (res[i].dseq > acked)
+            acked = res[i].dseq;
+        if (res[i].status == APPLY_REFUSED)
+            continue;
+        mpr r;
+        fs_error e = {0};
+        mpr_init(&r, it->body, it->len);
+        if ((rc = change_unpack(&r, db->s, false, &cs[k], &e))) {
+            rc = sdk_from_fs(db, rc, &e);
+            break;
+        }
+        cs[k].device = db->device;
+        cs[k].author = db->user;
+        cs[k].author_len = (uint32_t)strlen(db->user);
+        cs[k].role = (uint8_t)(db->role < 0 ? 0 : db->role);
+        k++;
+    }
+    if (!rc && k) {
+        fs_error e = {0};
+        int frc = store_apply_batch(db->st, cs, k, NULL, ar, &e);
+        if (frc)
+            rc = sdk_from_fs(db, frc, &e);
+        else
+            sdk_seen(db);
+    }
+    free(cs);
+    free(ar);
+    if (rc)
+        return rc;
+    /* refusals, duplicates the replica already had, and the acknowledged mark */
+    if ((rc = sdk_begin(db)))
+        return rc;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const ob_item *it = find_item(b, res[i].dseq);
+        if (!it)
+            continue;
+        switch (res[i].status) {
+        case APPLY_ACCEPTED:
+            counts->accepted++;
+            rc = exec_id(db, "DELETE FROM dev_outbox WHERE id = ?1", it->id, 0, NULL, 0);
+            break;
+        case APPLY_DUPLICATE:
+            counts->duplicates++;
+            rc = exec_id(db, "DELETE FROM dev_outbox WHERE id = ?1", it->id, 0, NULL, 0);
+            break;
+        default:
+            if (res[i].code == FS_ESEQ_GAP) {
+                counts->gaps++;
+                break;
+            }
+            counts->refused++;
+            rc = exec_id(db,
+                         "INSERT INTO dev_refused(dseq, priority, created, type, record, hlc, "
+                         "body, code, text, refused_at) SELECT dseq, priority, created, type, "
+                         "record, hlc, body, ?2, ?3, ?4 FROM dev_outbox WHERE id = ?1",
+                         it->id, res[i].code, res[i].text, res[i].text_len);
+            if (!rc)
+                rc = exec_id(db, "DELETE FROM dev_outbox WHERE id = ?1", it->id, 0, NULL, 0);
+        }
+    }
+    uint64_t old;
+    if (!rc && !(rc = kv_get_u64(db, "acked_dseq", &old)) && acked > old)
+        rc = kv_set_u64(db, "acked_dseq", acked);
+    if (!rc)
+        rc = sdk_commit(db);
+    else
+        sdk_rollback(db);
+    if (!rc && gap)
+        rc = sdk_fail(db, FIELDSYNC_ESEQUENCE,
+                      "the server is missing earlier changes of this device (ESEQ_GAP): the "
+                      "replica is older than what the server saw; its changes are kept");
+    return rc;
+}
+
+int outbox_apply_pulled(fieldsync_db *db, const change *cs, size_t n, uint64_t next_cursor,
+                        uint64_t *applied)
+{
+    *applied = 0;
+    int rc;
+    if (n) {
+        apply_result *ar = calloc(n, sizeof *ar);
+        if (!ar)
+            return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO dev_stage(k, v) VALUES ('cursor', %llu)",
+                 (unsigned long long)next_cursor);
+        if ((rc = sdk_exec(db, sql))) {
+            free(ar);
+            return rc;
+        }
+        fs_error e = {0};
+        int frc = store_apply_batch(db->st, cs, n, NULL, ar, &e);
+        sdk_exec(db, "DELETE FROM dev_stage WHERE k = 'cursor'");
+        if (frc) {
+            free(ar);
+            return sdk_from_fs(db, frc, &e);
+        }
+        for (size_t i = 0; i < n; i++)
+            *applied += ar[i].status == APPLY_ACCEPTED;
+        free(ar);
+        sdk_seen(db);
+    }
+    /* when nothing new was inserted the trigger did not run: store the cursor now (the
+     * changes it covers are all in the log already) */
+    return kv_set_u64(db, "cursor", next_cursor);
+}
+
+/* ---- review items ------------------------------------------------------------------------ */
+
+int reviews_store(fieldsync_db *db, mpr *r, uint32_t count, uint64_t *opened, uint64_t *total)
+{
+    *opened = *total = 0;
+    uint32_t n;
+    if (count < 2 || mpr_array(r, 1u << 20, &n))
+        return sdk_fail(db, FIELDSYNC_EPROTOCOL, "reviews: malformed answer");
+    int rc = sdk_begin(db);
+    if (rc)
+        return rc;
+    if ((rc = sdk_exec(db, "UPDATE dev_review SET resolved = resolved | 2")))
+        goto fail;
+    sqlite3_stmt *ins = NULL, *has = NULL;
+    if (sqlite3_prepare_v2(db->sql,
+                           "INSERT INTO dev_review(id, record, type, field, value_a, hlc_a, "
+                           "author_a, value_b, hlc_b, author_b, resolved) VALUES (?1, ?2, ?3, ?4, "
+                           "?5, ?6, ?7, ?8, ?9, ?10, 0) ON CONFLICT(id) DO UPDATE SET "
+                           "record = excluded.record, type = excluded.type, field = excluded.field, "
+                           "value_a = excluded.value_a, hlc_a = excluded.hlc_a, author_a = "
+                           "excluded.author_a, value_b = excluded.value_b, hlc_b = excluded.hlc_b, "
+                           "author_b = excluded.author_b, resolved = resolved & 1",
+                           -1, &ins, NULL) ||
+        sqlite3_prepare_v2(db->sql, "SELECT 1 FROM dev_review WHERE id = ?1", -1, &has, NULL)) {
+        rc = sdk_sqlfail(db, "reviews");
+        goto done;
+    }
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        uint32_t m;
+        int64_t id;
+        const uint8_t *rec, *dev;
+        uint32_t rl, dl, al, bl;
+        uint64_t type, field, ha, hb;
+        const char *aa, *ab;
+        const uint8_t *va, *vb;
+        size_t val, vbl;
+        if (mpr_array(r, 64, &m) || m < 12 || mpr_i64(r, &id) || mpr_bin(r, 16, &rec, &rl) ||
+            rl != 16 || mpr_u64(r, &type) || mpr_u64(r, &field))
+            goto bad;
+        va = r->p;
+        if (mpr_skip(r, MPR_MAX_DEPTH))
+            goto bad;
+        val = (size_t)(r->p - va);
+        if (mpr_u64(r, &ha) || mpr_bin(r, 16, &dev, &dl) || mpr_str(r, 64, &aa, &al))
+            goto bad;
+        vb = r->p;
+        if (mpr_skip(r, MPR_MAX_DEPTH))
+            goto bad;
+        vbl = (size_t)(r->p - vb);
+        if (mpr_u64(r, &hb) || mpr_bin(r, 16, &dev, &dl) || mpr_str(r, 64, &ab, &bl) ||
+            wire_skip_rest(r, m - 12))
+            goto bad;
+        sqlite3_reset(has);
+        sqlite3_bind_int64(has, 1, id);
+        if (sqlite3_step(has) != SQLITE_ROW)
+            (*opened)++;
+        (*total)++;
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, id);
+        sqlite3_bind_blob(ins, 2, rec, 16, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 3, (sqlite3_int64)type);
+        sqlite3_bind_int64(ins, 4, (sqlite3_int64)field);
+        sqlite3_bind_blob(ins, 5, va, (int)val, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 6, (sqlite3_int64)ha);
+        sqlite3_bind_text(ins, 7, aa, (int)al, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(ins, 8, vb, (int)vbl, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 9, (sqlite3_int64)hb);
+        sqlite3_bind_text(ins, 10, ab, (int)bl, SQLITE_TRANSIENT);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            rc = sdk_sqlfail(db, "reviews");
+        continue;
+    bad:
+        rc = sdk_fail(db, FIELDSYNC_EPROTOCOL, "reviews: item %u is malformed", i);
+    }
+    if (!rc)
+        rc = sdk_exec(db, "DELETE FROM dev_review WHERE resolved & 2");
+done:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(has);
+    if (!rc)
+        return sdk_commit(db);
+fail:
+    sdk_rollback(db);
+    return rc;
+}

@@ -1,0 +1,295 @@
+/*
+ * client_support.c — see client_support.h.
+ */
+#include "client_support.h"
+
+#include "check.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+void it_mkdir(const char *name, char *dir, size_t cap)
+{
+    snprintf(dir, cap, "/tmp/fs-%s-XXXXXX", name);
+    CHECK(mkdtemp(dir));
+}
+
+void it_rmdir(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+static char admin_out[65536];
+
+const char *it_admin(srv *s, const char *fmt, ...)
+{
+    char args[1024], cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' admin --db '%s' --json %s", env_or("FIELDSYNCD", "fieldsyncd"),
+             s->db, args);
+    FILE *p = popen(cmd, "r");
+    CHECK(p);
+    size_t n = fread(admin_out, 1, sizeof admin_out - 1, p);
+    admin_out[n] = '\0';
+    int st = pclose(p);
+    if (st != 0)
+        fprintf(stderr, "admin failed (%d): %s\n%s\n", st, cmd, admin_out);
+    CHECK_INT(st, ==, 0);
+    return admin_out;
+}
+
+void it_srv_init(srv *s, const char *dir)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->db, sizeof s->db, "%s/server.db", dir);
+}
+
+void it_srv_start(srv *s)
+{
+    const char *dir = s->dir;
+    int out[2];
+    CHECK_OK(pipe(out));
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        /* a test that aborts on a failed CHECK must not leave its server running */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char log[256];
+        snprintf(log, sizeof log, "%s/server.log", dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(out[1], 1);
+        if (fd >= 0)
+            dup2(fd, 2);
+        close(out[0]);
+        execl(env_or("FIELDSYNCD", "fieldsyncd"), "fieldsyncd", "--db", s->db, "--listen",
+              "127.0.0.1:0", "--log-level", "warning", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    s->pid = pid;
+    FILE *f = fdopen(out[0], "r");
+    char line[256];
+    s->port = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "listening on ");
+        if (p && (p = strrchr(p, ':'))) {
+            s->port = atoi(p + 1);
+            break;
+        }
+    }
+    /* keep the pipe's read end open so the server never writes into a closed pipe */
+    CHECK_INT(s->port, >, 0);
+    snprintf(s->url, sizeof s->url, "ws://127.0.0.1:%d", s->port);
+}
+
+static int wait_exit(pid_t pid, int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return 0;
+        usleep(10 * 1000);
+    }
+    return -1;
+}
+
+void it_child_dies_with_parent(void) { prctl(PR_SET_PDEATHSIG, SIGKILL); }
+
+void it_srv_stop(srv *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    if (wait_exit(s->pid, 5000)) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
+}
+
+void it_srv_kill(srv *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+void it_geo(srv *s)
+{
+    it_admin(s, "township add T1 红星镇");
+    it_admin(s, "village add V1 --township T1 红星村");
+    it_admin(s, "village add V2 --township T1 白云村");
+}
+
+static void json_field(const char *json, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    CHECK(p);
+    p += strlen(pat);
+    while (*p == ' ')
+        p++;
+    CHECK(*p == '"');
+    p++;
+    size_t n = 0;
+    while (*p && *p != '"' && n + 1 < cap)
+        out[n++] = *p++;
+    out[n] = '\0';
+}
+
+void it_dbpath(srv *s, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s.db", s->dir, name);
+}
+
+fieldsync_db *it_device(srv *s, const char *user, const char *name)
+{
+    const char *j = it_admin(s, "device enrol %s", user);
+    char dev[64], tok[160], path[256];
+    json_field(j, "device", dev, sizeof dev);
+    json_field(j, "token", tok, sizeof tok);
+    it_dbpath(s, name, path, sizeof path);
+    fieldsync_db *db;
+    CHECK_OK(fieldsync_open(path, NULL, &db));
+    CHECK_OK(fieldsync_enrol(db, s->url, dev, tok));
+    return db;
+}
+
+fieldsync_sync_result it_sync(fieldsync_db *db)
+{
+    fieldsync_sync_result r;
+    int rc = fieldsync_sync(db, NULL, NULL, NULL, &r);
+    if (rc)
+        fprintf(stderr, "sync failed: %s (%s)\n", fieldsync_errmsg(db), r.message);
+    CHECK_INT(rc, ==, FIELDSYNC_OK);
+    return r;
+}
+
+int it_cli(const char *db, char *out, size_t cap, const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' --db '%s' %s", env_or("FIELDSYNC_CLI", "fieldsync"), db, args);
+    FILE *p = popen(cmd, "r");
+    CHECK(p);
+    size_t n = out ? fread(out, 1, cap - 1, p) : 0;
+    if (out)
+        out[n] = '\0';
+    else {
+        char sink[4096];
+        while (fread(sink, 1, sizeof sink, p) > 0) {
+        }
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static sqlite3 *open_ro(const char *dbfile)
+{
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open_v2(dbfile, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+void it_sql1(const char *dbfile, char *out, size_t cap, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *db = open_ro(dbfile);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sql: %s: %s\n", sql, sqlite3_errmsg(db));
+        abort();
+    }
+    out[0] = '\0';
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+long long it_sqlnum(const char *dbfile, const char *fmt, ...)
+{
+    char sql[2048], out[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    it_sql1(dbfile, out, sizeof out, "%s", sql);
+    return atoll(out);
+}
+
+void it_field_state(const char *dbfile, const char *record, char *out, size_t cap)
+{
+    char hex[40];
+    size_t k = 0;
+    for (const char *p = record; *p && k < 32; p++)
+        if (*p != '-')
+            hex[k++] = *p;
+    hex[k] = '\0';
+    it_sql1(dbfile, out, cap,
+            "SELECT group_concat(x, '|') FROM (SELECT field || ':' || hex(value) || ':' || "
+            "version || ':' || whlc || ':' || hex(wdev) || ':' || wseq || ':' || author || ':' "
+            "|| coalesce(hex(aux), '') AS x FROM fields WHERE record = X'%s' ORDER BY field)",
+            hex);
+}
+
+const char *it_field(fieldsync_db *db, const char *record, const char *field)
+{
+    static char buf[4096];
+    fieldsync_record *r;
+    CHECK_OK(fieldsync_record_load(db, record, &r));
+    fieldsync_field f;
+    CHECK_OK(fieldsync_get(r, field, &f));
+    snprintf(buf, sizeof buf, "%s", f.text);
+    fieldsync_record_free(r);
+    return buf;
+}
+
+static int count_cb(void *ctx, fieldsync_record *rec)
+{
+    (void)rec;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+int it_count(fieldsync_db *db, const char *type, const char *village, const char *parent)
+{
+    int n = 0;
+    CHECK_OK(fieldsync_query(db, type, village, parent, count_cb, &n));
+    return n;
+}

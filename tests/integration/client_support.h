@@ -1,0 +1,80 @@
+/*
+ * client_support.h — helpers of the client integration tests (client_it_*.c): the real
+ * fieldsyncd started as a process on 127.0.0.1 with port 0 (it prints the port it got) and
+ * stopped by PID, its admin commands, devices enrolled through them, and field-state
+ * comparison between replicas read straight from their SQLite files.
+ *
+ * Paths come from the environment CTest sets: FIELDSYNCD (server binary), FIELDSYNC_CLI
+ * (command-line device), FIELDSYNC_SCHEMA.
+ */
+#ifndef FS_CLIENT_SUPPORT_H
+#define FS_CLIENT_SUPPORT_H
+
+#include "fieldsync.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct srv {
+    pid_t pid;
+    int port;
+    char dir[128];     /* the test's scratch folder */
+    char db[192];      /* server store */
+    char url[64];      /* ws://127.0.0.1:PORT */
+} srv;
+
+/* Makes a scratch folder /tmp/fs-NAME-XXXXXX into dir (cap bytes). */
+void it_mkdir(const char *name, char *dir, size_t cap);
+/* Removes it (rm -rf). */
+void it_rmdir(const char *dir);
+
+/* Runs `fieldsyncd admin --db DB --json ARGS` (ARGS is shell text) and returns its stdout
+ * (static buffer, valid until the next call); aborts the test if it exits non-zero. */
+const char *it_admin(srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Sets the paths of a server whose store lives in dir (admin commands work from here on;
+ * geography and users are best made before the start, as the daemon notices admin writes
+ * only within a second). */
+void it_srv_init(srv *s, const char *dir);
+/* Starts the server on its store (created on first start) and waits for its
+ * "listening on" line. */
+void it_srv_start(srv *s);
+/* Stops it: SIGTERM, wait up to 5 s, then SIGKILL. */
+void it_srv_stop(srv *s);
+/* For a forked child: be killed when the test process dies (aborted CHECK). */
+void it_child_dies_with_parent(void);
+/* kill -9. */
+void it_srv_kill(srv *s);
+
+/* Township T1 with villages V1 and V2. */
+void it_geo(srv *s);
+
+/* Enrols a new device for user and opens a replica at dir/NAME.db enrolled with it. */
+fieldsync_db *it_device(srv *s, const char *user, const char *name);
+/* Path of dir/NAME.db. */
+void it_dbpath(srv *s, const char *name, char *out, size_t cap);
+
+/* Syncs and checks FIELDSYNC_OK; returns the result. */
+fieldsync_sync_result it_sync(fieldsync_db *db);
+
+/* Runs the CLI (`fieldsync --db DB ARGS`, shell text), output to out; returns its exit code. */
+int it_cli(const char *db, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* One SQL value (first column of the first row) from a SQLite file, as text; "" if none. */
+void it_sql1(const char *dbfile, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+long long it_sqlnum(const char *dbfile, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The confirmed field state of record (id text) in a replica or server file, every column of
+ * the store's fields table, as one string (into out). Two replicas that applied the same
+ * changes give the same string. */
+void it_field_state(const char *dbfile, const char *record, char *out, size_t cap);
+
+/* Text of field of record as the device sees it (static buffer). */
+const char *it_field(fieldsync_db *db, const char *record, const char *field);
+
+/* Count records of a query (type, village or NULL, parent or NULL). */
+int it_count(fieldsync_db *db, const char *type, const char *village, const char *parent);
+
+#endif
