@@ -212,11 +212,23 @@ int store_meta_set(store *st, const char *key, const char *value)
     return rc == SQLITE_DONE ? 0 : FS_EIO;
 }
 
+/* Saves the clock, never lowering the stored value: several handles on one file (the daemon,
+ * an admin command) each keep their own clock, and the greatest must survive. */
 static int save_clock(store *st)
 {
+    static const char sql[] =
+        "INSERT INTO meta(key, value) VALUES ('hlc', ?1) ON CONFLICT(key) DO UPDATE SET "
+        "value = CASE WHEN CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER) "
+        "THEN excluded.value ELSE value END";
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL))
+        return FS_EIO;
     char v[32];
     snprintf(v, sizeof v, "%llu", (unsigned long long)st->clock.last);
-    return store_meta_set(st, "hlc", v);
+    sqlite3_bind_text(s, 1, v, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
 }
 
 static int recover(store *st);

@@ -1,0 +1,164 @@
+/*
+ * handle_hello.c — hello (1) → welcome (2): authenticates the device and opens the session.
+ *
+ * Checks, in this order, each answered with an error that closes (protocol §4 hello, §8):
+ *   the address has not failed 20 hellos in the last minute   else AUTH, without checking
+ *   the message decodes                                        else BAD_FRAME
+ *   the device exists and the token hashes to its stored hash  else AUTH (one text for both,
+ *                                                                   so ids cannot be probed)
+ *   the device is not revoked                                  else AUTH
+ *   schema_version is not 0                                    else SCHEMA
+ *   fewer than 4 sessions of this device are open              else LIMIT
+ * A client clock too far ahead is not a reason to refuse the session: welcome's server_hlc
+ * lets the device see the difference, and each change it pushes with such a clock is refused
+ * alone (ECLOCK_DRIFT, by the engine).
+ *
+ * The failed-hello table is a fixed array of recent addresses (oldest slot reused), so a
+ * flood of addresses cannot grow memory; a slot forgets after a minute.
+ */
+#include "server.h"
+
+#include "mpr.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static hello_fail *fail_slot(server *srv, const char *addr, bool create)
+{
+    int64_t now = srv_mono_ms();
+    hello_fail *oldest = &srv->fails[0];
+    for (int i = 0; i < SRV_HELLO_FAIL_SLOTS; i++) {
+        hello_fail *f = &srv->fails[i];
+        if (f->addr[0] && !strcmp(f->addr, addr)) {
+            if (now - f->window >= 60000) {
+                f->window = now;
+                f->count = 0;
+            }
+            return f;
+        }
+        if (!f->addr[0] || f->window < oldest->window)
+            oldest = f;
+    }
+    if (!create)
+        return NULL;
+    snprintf(oldest->addr, sizeof oldest->addr, "%s", addr);
+    oldest->window = now;
+    oldest->count = 0;
+    return oldest;
+}
+
+bool hello_blocked(server *srv, const char *addr)
+{
+    hello_fail *f = fail_slot(srv, addr, false);
+    return f && srv->cfg.hello_fails && f->count >= srv->cfg.hello_fails;
+}
+
+void hello_failed(server *srv, const char *addr)
+{
+    fail_slot(srv, addr, true)->count++;
+}
+
+static int refuse(session *s, int code, bool count_failure, const char *text)
+{
+    s->srv->m.hello_failures++;
+    if (count_failure)
+        hello_failed(s->srv, s->peer);
+    session_error(s, code, true, "%s", text);
+    return -1;
+}
+
+int handle_hello(session *s, mpr *r, uint32_t count)
+{
+    server *srv = s->srv;
+    if (hello_blocked(srv, s->peer))
+        return refuse(s, WERR_AUTH, false,
+                      "too many failed hellos from this address: wait a minute");
+    wire_hello h;
+    fs_error e = {0};
+    if (wire_read_hello(r, count, &h, &e) || mpr_left(r)) {
+        char text[256];
+        snprintf(text, sizeof text, "malformed hello: %s",
+                 e.code ? e.msg : "bytes after the message");
+        return refuse(s, WERR_BAD_FRAME, true, text);
+    }
+    srv_device d;
+    int rc = srvdb_device_get(srv->db, &h.device, &d);
+    if (rc == FS_EIO)
+        return refuse(s, WERR_INTERNAL, false, "cannot read the device table; try again later");
+    static const uint8_t nothing[SRV_TOKEN_HASH_LEN];
+    bool ok = auth_token_check(h.token, h.token_len, rc == 0 ? d.token_hash : nothing);
+    if (rc || !ok)
+        return refuse(s, WERR_AUTH, true,
+                      "unknown device or wrong token: enrol the device again "
+                      "(fieldsyncd admin device enrol USER) and use the token it prints");
+    if (d.revoked_ms)
+        return refuse(s, WERR_AUTH, true,
+                      "this device was revoked: enrol it again to get a new token");
+    if (h.schema_version == 0)
+        return refuse(s, WERR_SCHEMA, false,
+                      "schema version 0 is not supported: install a schema file (version >= 1)");
+    srv_user u;
+    if ((rc = srvdb_user_get(srv->db, d.user_id, &u)))
+        return refuse(s, rc == FS_ENOTFOUND ? WERR_AUTH : WERR_INTERNAL, false,
+                      "the device's user no longer exists: enrol the device for another user");
+    int role = schema_role_by_name(srv->schema, u.role);
+    if (role < 0) {
+        char text[160];
+        snprintf(text, sizeof text,
+                 "user role '%s' is not in the server's schema: an administrator must fix the "
+                 "user",
+                 u.role);
+        return refuse(s, WERR_AUTH, false, text);
+    }
+    if (session_count_device(srv, &h.device) >= SRV_SESSIONS_PER_DEVICE) {
+        char text[128];
+        snprintf(text, sizeof text, "this device already has %d sessions open",
+                 SRV_SESSIONS_PER_DEVICE);
+        return refuse(s, WERR_LIMIT, false, text);
+    }
+    uint64_t server_dseq = 0, log_end = 0;
+    if (store_device_seq(srv->store, &h.device, &server_dseq) ||
+        store_last_seq(srv->store, &log_end))
+        return refuse(s, WERR_INTERNAL, false, "cannot read the store; try again later");
+    if ((rc = scope_load(srv, &u, &s->scope)))
+        return refuse(s, WERR_INTERNAL, false, "cannot load the user's scope");
+    if (hlc_check(store_clock(srv->store), h.client_hlc))
+        srv_log(SLOG_WARN, "%s: device clock is more than a day ahead (client hlc %llu)",
+                s->peer, (unsigned long long)h.client_hlc);
+
+    s->device = h.device;
+    memcpy(s->token_hash, d.token_hash, sizeof s->token_hash);
+    s->user = u;
+    s->role = role;
+    s->version = h.schema_version < (uint32_t)srv->schema->version
+                     ? h.schema_version
+                     : (uint32_t)srv->schema->version;
+    snprintf(s->agent, sizeof s->agent, "%.*s", (int)h.agent_len, h.agent);
+    s->state = SS_READY;
+    srvdb_device_seen(srv->db, &h.device, h.agent, h.agent_len); /* best effort */
+
+    wire_welcome w = {
+        .server_hlc = hlc_now(store_clock(srv->store)),
+        .server_dseq = server_dseq,
+        .schema_version = (uint32_t)srv->schema->version,
+        .max_frame = srv->cfg.max_frame,
+        .max_batch = srv->cfg.max_batch,
+        .dict = h.dict < wire_dicts_latest(srv->dicts) ? h.dict : wire_dicts_latest(srv->dicts),
+        .user = u.name,
+        .user_len = (uint32_t)strlen(u.name),
+        .role = (uint32_t)role,
+        .log_end = log_end,
+    };
+    msgpack_packer pk;
+    session_packer(srv, &pk);
+    if (wire_pack_welcome(&pk, &w))
+        return refuse(s, WERR_INTERNAL, false, "out of memory");
+    session_send(s, srv->out.data, srv->out.size, false); /* the welcome itself goes raw */
+    s->dict = w.dict;
+    srv->m.sessions_opened++;
+    char dev[RID_TEXT_LEN + 1];
+    rid_to_text(&h.device, dev);
+    srv_log(SLOG_INFO, "%s: device %s (user %s, %s, schema v%u, %.*s) connected", s->peer, dev,
+            u.name, u.role, h.schema_version, (int)h.agent_len, h.agent);
+    return 0;
+}

@@ -1,0 +1,177 @@
+/*
+ * handle_push.c — push (3) → push_result (4): the durable acknowledgement.
+ *
+ * 1. Decode every change of the batch (push form) against the server's schema. The session
+ *    supplies device, author and role; nothing the device says about them is trusted.
+ *    A change that does not decode but is still a change in shape (an array whose fifth
+ *    element, dseq, reads as an integer, and which can be skipped within the nesting limit)
+ *    is refused alone with the decoder's code (EUNKNOWN_FIELD from a newer device, EVALUE_*,
+ *    EDEC_*). Anything else makes the whole message BAD_FRAME: the batch cannot be trusted.
+ * 2. Apply: store_apply_batch() — one SQLite transaction for the whole batch, the authorize
+ *    callback (scope.c) deciding scope per change, the engine deciding rules and roles.
+ *    Undecodable changes go in as apply_raw entries: the engine consumes their dseq and
+ *    remembers the refusal with their bytes, so a re-send gets the same answer.
+ * 3. Only when the transaction returned 0 (COMMIT done) is push_result queued, one result
+ *    per change in order. If the store fails (disk full, locked), the device gets BUSY and
+ *    no results: it must not delete anything from its outbox, and re-sending is harmless.
+ *
+ * The signal handler only sets a flag, and this runs to completion inside one receive
+ * callback, so a shutdown can never interrupt a batch between BEGIN and COMMIT.
+ */
+#include "server.h"
+
+#include "mpr.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct push_item {
+    bool decoded;          /* srv->batch[i] holds the change */
+    uint64_t dseq;
+    int code;              /* decoding failure */
+    char msg[200];
+    const uint8_t *raw;    /* the change's bytes (undecoded only) */
+    size_t raw_len;
+} push_item;
+
+/* Reads the dseq (5th element) of something shaped like a push-form change. */
+static int lenient_dseq(const mpr *r, uint64_t *dseq)
+{
+    mpr t = *r;
+    uint32_t n;
+    if (mpr_array(&t, 64, &n) || n < 5)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        if (mpr_skip(&t, MPR_MAX_DEPTH))
+            return -1;
+    if (mpr_u64(&t, dseq) || *dseq == 0)
+        return -1;
+    return 0;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Applies the n changes of srv->batch in one transaction; items that did not decode go in
+ * as apply_raw refusals. Returns 0 or the store's error (e filled). */
+static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
+{
+    server *srv = s->srv;
+    apply_opts opts = {.authorize = scope_authorize, .on_commit = subscribe_fanout, .ctx = s};
+    apply_raw *raw = NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (items[i].decoded)
+            continue;
+        if (!raw && !(raw = calloc(n, sizeof *raw)))
+            return fs_error_set(e, FS_ENOMEM, "out of memory");
+        change *c = &srv->batch[i]; /* only device and dseq are used */
+        memset(c, 0, offsetof(change, fields));
+        c->device = s->device;
+        c->dseq = items[i].dseq;
+        raw[i] = (apply_raw){items[i].code, items[i].msg, items[i].raw, items[i].raw_len};
+    }
+    opts.raw = raw;
+    int rc = store_apply_batch(srv->store, srv->batch, n, &opts, srv->results, e);
+    free(raw);
+    return rc;
+}
+
+int handle_push(session *s, mpr *r, uint32_t count)
+{
+    server *srv = s->srv;
+    uint64_t batch;
+    uint32_t n;
+    fs_error e = {0};
+    int rc = wire_read_push(r, count, srv->cfg.max_batch, &batch, &n, &e);
+    if (rc == FS_EDEC_TOOBIG) {
+        session_error(s, WERR_LIMIT, true, "a push carries at most %u changes",
+                      srv->cfg.max_batch);
+        return -1;
+    }
+    if (rc) {
+        session_error(s, WERR_BAD_FRAME, true, "malformed push: %s", e.msg);
+        return -1;
+    }
+    push_item *items = n ? calloc(n, sizeof *items) : NULL;
+    if (n && !items) {
+        session_error(s, WERR_INTERNAL, true, "out of memory");
+        return -1;
+    }
+    size_t author_len = strlen(s->user.name);
+    for (uint32_t i = 0; i < n; i++) {
+        change *c = &srv->batch[i];
+        fs_error ce = {0};
+        const uint8_t *start = r->p;
+        rc = change_unpack(r, srv->schema, false, c, &ce);
+        if (rc == 0) {
+            c->device = s->device;
+            c->author = s->user.name;
+            c->author_len = (uint32_t)author_len;
+            c->role = (uint8_t)s->role;
+            items[i].decoded = true;
+            items[i].dseq = c->dseq;
+            continue;
+        }
+        push_item *it = &items[i];
+        if (lenient_dseq(r, &it->dseq) || mpr_skip(r, MPR_MAX_DEPTH)) {
+            session_error(s, WERR_BAD_FRAME, true,
+                          "push: change %u is not a change [type, record, hlc, base, dseq, "
+                          "fields]: %s",
+                          i, ce.msg[0] ? ce.msg : fs_strerror(rc));
+            free(items);
+            return -1;
+        }
+        it->code = rc;
+        snprintf(it->msg, sizeof it->msg, "%s", ce.msg[0] ? ce.msg : fs_strerror(rc));
+        it->raw = start;
+        it->raw_len = (size_t)(r->p - start);
+    }
+    if ((rc = wire_skip_rest(r, count - 3)) || mpr_left(r)) {
+        session_error(s, WERR_BAD_FRAME, true, "push: %s",
+                      rc ? fs_strerror(rc) : "bytes after the message");
+        free(items);
+        return -1;
+    }
+
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = apply_items(s, items, n, &e);
+    metrics_apply_observe(&srv->m, seconds_since(&t0));
+    if (rc) {
+        srv_log(SLOG_ERROR, "%s: push of %u changes not stored: %s", s->peer, n, e.msg);
+        session_error(s, WERR_BUSY, false,
+                      "the server cannot store now (%s): nothing from this batch was "
+                      "acknowledged; retry later",
+                      fs_strerror(rc));
+        free(items);
+        return 0;
+    }
+
+    /* committed: acknowledge */
+    msgpack_packer pk;
+    session_packer(srv, &pk);
+    rc = wire_pack_push_result_header(&pk, batch, n);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        const apply_result *res = &srv->results[i];
+        metrics_result(&srv->m, res);
+        wire_result wr = {.dseq = items[i].dseq, .status = res->status, .code = res->code};
+        if (res->status == APPLY_REFUSED) {
+            wr.text = res->msg;
+            wr.text_len = (uint32_t)strlen(res->msg);
+        }
+        rc = wire_pack_result(&pk, &wr);
+    }
+    free(items);
+    if (rc) {
+        session_error(s, WERR_INTERNAL, true, "out of memory");
+        return -1;
+    }
+    session_send(s, srv->out.data, srv->out.size, false);
+    return 0;
+}

@@ -1,0 +1,419 @@
+/*
+ * main.c — fieldsyncd: arguments, start-up, the service loop, signals and shutdown.
+ *
+ *   fieldsyncd [serve options]      serve devices and pages (this file)
+ *   fieldsyncd admin ...            manage users, devices, backups (admin.c)
+ *
+ * Start-up order matters for the one line tests and scripts wait for: the schema, the zstd
+ * dictionaries next to it, the store (created and migrated, plus the srv_ tables), then the
+ * listening socket; only then is "fieldsyncd listening on ADDR:PORT" printed and flushed.
+ * A second daemon on the same store is refused through an flock on "<db>.lock", which is also
+ * how `admin restore` knows a daemon is running.
+ *
+ * The loop is a plain lws_service() loop on one thread. lws_service() may sleep for as long
+ * as nothing happens, so deadlines are lws_sul timers: a one-second tick (idle sessions,
+ * stuck closings, changes made by the admin commands through another connection, noticed by
+ * PRAGMA data_version) and the shutdown drain deadline. SIGINT/SIGTERM only set a flag and
+ * wake the loop; the loop then sends SHUTDOWN to every session, lets the queues drain for up
+ * to 3 s, destroys the context and closes the store. A batch is applied inside one callback,
+ * so it is committed before the flag is even looked at, or never started.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop;
+static struct lws_context *volatile g_ctx;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+    if (g_ctx)
+        lws_cancel_service(g_ctx); /* a write to lws's wake pipe */
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fieldsyncd [options]            serve devices over WebSocket\n"
+            "       fieldsyncd admin --help         manage townships, users, devices, backups\n"
+            "\n"
+            "options:\n"
+            "  --db PATH             the store (SQLite; created if missing)  [" SRV_DEFAULT_DB "]\n"
+            "  --listen ADDR:PORT    address to listen on; port 0 picks a free port\n"
+            "                        [" SRV_DEFAULT_LISTEN "]  (IPv6: [::1]:7370)\n"
+            "  --schema FILE         schema file  [$FIELDSYNC_SCHEMA or the built-in path]\n"
+            "  --tls-cert FILE       serve wss:// with this certificate (PEM) ...\n"
+            "  --tls-key FILE        ... and this private key (PEM)\n"
+            "  --web DIR             serve the files of DIR over HTTP (supervisor page)\n"
+            "  --idle-timeout SECS   hang up sessions silent this long; 0 = never  [%d]\n"
+            "  --rate-limit N        messages per second per session; 0 = no limit  [%d]\n"
+            "  --hello-fails N       failed hellos per address per minute  [%d]\n"
+            "  --ledger-queue N      ledger events queued per subscriber before RESYNC  [%d]\n"
+            "  --log-level LEVEL     error, warning, info or debug  [info]\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "On start it prints one line, \"fieldsyncd listening on ADDR:PORT\", on stdout.\n"
+            "HTTP on the same port: GET /healthz, GET /metrics; WebSocket: /sync, sub-protocol\n"
+            WIRE_SUBPROTOCOL ". SIGINT or SIGTERM stops it cleanly. Exit status: 0 stopped\n"
+            "cleanly, 1 bad usage or configuration, 3 store error, 4 cannot listen.\n",
+            SRV_IDLE_TIMEOUT_S, SRV_MSG_RATE, SRV_HELLO_FAILS, SRV_LEDGER_QUEUE);
+}
+
+/* "host:port", "[v6]:port". */
+static int parse_listen(const char *s, srv_config *cfg)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        snprintf(cfg->host, sizeof cfg->host, "%.*s", (int)(close - s - 1), s + 1);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s)
+            return -1;
+        snprintf(cfg->host, sizeof cfg->host, "%.*s", (int)(colon - s), s);
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 0 || port > 65535)
+        return -1;
+    cfg->port = (int)port;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || errno || v > max || s[0] == '-')
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, srv_config *cfg)
+{
+    cfg->db_path = SRV_DEFAULT_DB;
+    parse_listen(SRV_DEFAULT_LISTEN, cfg);
+    cfg->idle_timeout_s = SRV_IDLE_TIMEOUT_S;
+    cfg->msg_rate = SRV_MSG_RATE;
+    cfg->hello_fails = SRV_HELLO_FAILS;
+    cfg->ledger_queue = SRV_LEDGER_QUEUE;
+    cfg->max_frame = WIRE_MAX_FRAME;
+    cfg->max_batch = WIRE_MAX_BATCH;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(SRV_EXIT_OK);
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "fieldsyncd: unknown option or missing value: %s (see --help)\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        unsigned u;
+        if (!strcmp(a, "--db")) {
+            cfg->db_path = v;
+        } else if (!strcmp(a, "--listen")) {
+            if (parse_listen(v, cfg)) {
+                fprintf(stderr, "fieldsyncd: --listen wants ADDR:PORT (e.g. 127.0.0.1:7370), "
+                                "got '%s'\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--schema")) {
+            cfg->schema_path = v;
+        } else if (!strcmp(a, "--tls-cert")) {
+            cfg->tls_cert = v;
+        } else if (!strcmp(a, "--tls-key")) {
+            cfg->tls_key = v;
+        } else if (!strcmp(a, "--web")) {
+            cfg->web_dir = v;
+        } else if (!strcmp(a, "--idle-timeout") && !parse_uint(v, 86400, &u)) {
+            cfg->idle_timeout_s = (int)u;
+        } else if (!strcmp(a, "--rate-limit") && !parse_uint(v, 1000000, &u)) {
+            cfg->msg_rate = u;
+        } else if (!strcmp(a, "--hello-fails") && !parse_uint(v, 1000000, &u)) {
+            cfg->hello_fails = u;
+        } else if (!strcmp(a, "--ledger-queue") && !parse_uint(v, 1000000, &u) && u > 0) {
+            cfg->ledger_queue = u;
+        } else if (!strcmp(a, "--log-level")) {
+            static const char *const lv[] = {"error", "warning", "info", "debug"};
+            int k = -1;
+            for (int j = 0; j < 4; j++)
+                if (!strcmp(v, lv[j]))
+                    k = j;
+            if (k < 0) {
+                fprintf(stderr, "fieldsyncd: --log-level is error, warning, info or debug\n");
+                return -1;
+            }
+            srv_log_level = k;
+        } else {
+            fprintf(stderr, "fieldsyncd: bad option or value: %s %s (see --help)\n", a, v);
+            return -1;
+        }
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "fieldsyncd: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    const char *files[2] = {cfg->tls_cert, cfg->tls_key};
+    for (int i = 0; i < 2; i++)
+        if (files[i] && access(files[i], R_OK) != 0) {
+            fprintf(stderr, "fieldsyncd: cannot read %s %s: %s\n",
+                    i ? "--tls-key" : "--tls-cert", files[i], strerror(errno));
+            return -1;
+        }
+    if (cfg->web_dir && access(cfg->web_dir, R_OK | X_OK) != 0) {
+        fprintf(stderr, "fieldsyncd: cannot read --web %s: %s\n", cfg->web_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int lock_store(server *srv)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s.lock", srv->cfg.db_path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        srv_log(SLOG_ERROR, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "?";
+        ssize_t n = read(fd, pid, sizeof pid - 1);
+        pid[n > 0 ? n : 1] = '\0';
+        srv_log(SLOG_ERROR, "another fieldsyncd (pid %s) serves %s: stop it first",
+                strtok(pid, "\n") ? pid : "?", srv->cfg.db_path);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)n) != n)
+        srv_log(SLOG_WARN, "cannot write the pid into %s", path);
+    srv->lock_fd = fd;
+    return 0;
+}
+
+/* true when another connection (an admin command) committed since the last call */
+static bool admin_changed(server *srv)
+{
+    if (!srv->dv_stmt)
+        return false;
+    sqlite3_reset(srv->dv_stmt);
+    if (sqlite3_step(srv->dv_stmt) != SQLITE_ROW)
+        return false;
+    int64_t v = sqlite3_column_int64(srv->dv_stmt, 0);
+    sqlite3_reset(srv->dv_stmt);
+    bool changed = v != srv->data_version;
+    srv->data_version = v;
+    return changed;
+}
+
+static void tick_cb(lws_sorted_usec_list_t *sul)
+{
+    server *srv = lws_container_of(sul, server, tick);
+    bool changed = admin_changed(srv);
+    if (changed && villages_reload(srv))
+        srv_log(SLOG_WARN, "cannot reload the villages; keeping the previous list");
+    sessions_tick(srv, changed);
+    lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, LWS_US_PER_SEC);
+}
+
+static void drain_cb(lws_sorted_usec_list_t *sul)
+{
+    server *srv = lws_container_of(sul, server, drain);
+    srv->drain_expired = true;
+}
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    srv_log(level == LLL_ERR ? SLOG_ERROR : SLOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+static int start_listening(server *srv)
+{
+    static struct lws_protocols protocols[3];
+    protocols[0] = (struct lws_protocols){
+        .name = "http", .callback = http_callback, .per_session_data_size = http_pss_size(),
+        .rx_buffer_size = 4096, .tx_packet_size = 4096};
+    protocols[1] = (struct lws_protocols){
+        .name = WIRE_SUBPROTOCOL, .callback = session_callback,
+        .per_session_data_size = sizeof(session), .rx_buffer_size = 16384,
+        .tx_packet_size = 16384};
+    /* lws hangs up a TCP peer that answers no WebSocket ping for 45 s (dead links); the
+     * protocol's own idle timeout (--idle-timeout) is separate: sessions_tick */
+    static const lws_retry_bo_t retry = {.secs_since_valid_ping = 30,
+                                         .secs_since_valid_hangup = 45};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (srv->cfg.tls_cert)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.user = srv;
+    info.protocols = protocols;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        srv_log(SLOG_ERROR, "cannot create the libwebsockets context");
+        return -1;
+    }
+    info.port = srv->cfg.port; /* 0: the kernel picks a free port */
+    /* lws 4.1 binds an IPv6 socket to every address when given an IPv4 literal with IPv6
+     * enabled: an IPv4 address must take the IPv4-only path to bind where it was told */
+    if (!strchr(srv->cfg.host, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.iface = srv->cfg.host;
+    info.vhost_name = "fieldsync";
+    info.retry_and_idle_policy = &retry;
+    info.ssl_cert_filepath = srv->cfg.tls_cert;
+    info.ssl_private_key_filepath = srv->cfg.tls_key;
+    info.extensions = NULL; /* no permessage-deflate: the payloads are zstd already */
+    srv->vhost = lws_create_vhost(srv->ctx, &info);
+    if (!srv->vhost) {
+        srv_log(SLOG_ERROR, "cannot listen on %s:%d (address in use, or not an address of "
+                            "this machine?)",
+                srv->cfg.host, srv->cfg.port);
+        return -1;
+    }
+    return lws_get_vhost_listen_port(srv->vhost);
+}
+
+static int server_open(server *srv, fs_error *e)
+{
+    const char *schema_path = srv->cfg.schema_path ? srv->cfg.schema_path
+                                                   : schema_default_path();
+    int rc = schema_load(schema_path, &srv->schema, e);
+    if (rc)
+        return SRV_EXIT_USAGE;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", schema_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if ((rc = wire_dicts_load(dir, &srv->dicts, e)))
+        return SRV_EXIT_USAGE;
+    if (lock_store(srv))
+        return SRV_EXIT_STORE;
+    if ((rc = store_open(srv->cfg.db_path, srv->schema, STORE_AUTHORITY, &srv->store, e)))
+        return SRV_EXIT_STORE;
+    srv->db = store_db(srv->store);
+    if (srvdb_migrate(srv->db, e) || villages_reload(srv))
+        return SRV_EXIT_STORE;
+    if (sqlite3_prepare_v3(srv->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
+                           &srv->dv_stmt, NULL) == SQLITE_OK)
+        admin_changed(srv);
+    srv->batch = calloc(WIRE_MAX_BATCH, sizeof *srv->batch);
+    srv->results = calloc(WIRE_MAX_BATCH, sizeof *srv->results);
+    if (!srv->batch || !srv->results || wire_codec_new(srv->dicts, &srv->dec) ||
+        wire_codec_new(srv->dicts, &srv->enc)) {
+        fs_error_set(e, FS_ENOMEM, "out of memory");
+        return SRV_EXIT_STORE;
+    }
+    msgpack_sbuffer_init(&srv->out);
+    msgpack_sbuffer_init(&srv->tmp);
+    return 0;
+}
+
+static void server_close(server *srv)
+{
+    if (srv->ctx)
+        lws_context_destroy(srv->ctx); /* closes what is left: CLOSED for each session */
+    sqlite3_finalize(srv->dv_stmt);
+    sqlite3_finalize(srv->parent_stmt);
+    srv->parent_stmt = NULL;
+    store_close(srv->store);
+    schema_free(srv->schema);
+    wire_codec_free(srv->dec);
+    wire_codec_free(srv->enc);
+    wire_dicts_free(srv->dicts);
+    msgpack_sbuffer_destroy(&srv->out);
+    msgpack_sbuffer_destroy(&srv->tmp);
+    free(srv->batch);
+    free(srv->results);
+    free(srv->villages);
+    if (srv->lock_fd >= 0)
+        close(srv->lock_fd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "admin"))
+        return admin_main(argc - 1, argv + 1);
+    static server srv; /* big (scratch change), and there is only one */
+    if (parse_args(argc, argv, &srv.cfg))
+        return SRV_EXIT_USAGE;
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    if (auth_init()) {
+        srv_log(SLOG_ERROR, "libsodium cannot start");
+        return SRV_EXIT_STORE;
+    }
+    srv.lock_fd = -1;
+    fs_error e = {0};
+    int rc = server_open(&srv, &e);
+    if (rc) {
+        if (e.code)
+            srv_log(SLOG_ERROR, "%s", e.msg);
+        server_close(&srv);
+        return rc;
+    }
+    int port = start_listening(&srv);
+    if (port <= 0) {
+        server_close(&srv);
+        return SRV_EXIT_NET;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: the signal interrupts poll() */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    g_ctx = srv.ctx;
+    bool v6 = strchr(srv.cfg.host, ':') != NULL;
+    printf("fieldsyncd listening on %s%s%s:%d\n", v6 ? "[" : "", srv.cfg.host, v6 ? "]" : "",
+           port);
+    fflush(stdout);
+    srv_log(SLOG_INFO, "store %s, schema version %d, %zu villages, dictionary %u%s",
+            srv.cfg.db_path, srv.schema->version, srv.n_villages,
+            wire_dicts_latest(srv.dicts), srv.cfg.tls_cert ? ", TLS" : "");
+    lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, LWS_US_PER_SEC);
+
+    while (!g_stop)
+        if (lws_service(srv.ctx, 0) < 0)
+            break;
+
+    srv_log(SLOG_INFO, "stopping: %u sessions get SHUTDOWN", srv.n_sessions);
+    srv.stopping = true;
+    sessions_shutdown(&srv);
+    lws_sul_schedule(srv.ctx, 0, &srv.drain, drain_cb,
+                     (lws_usec_t)SRV_SHUTDOWN_GRACE_MS * 1000);
+    while (srv.n_sessions && !srv.drain_expired)
+        if (lws_service(srv.ctx, 0) < 0)
+            break;
+    lws_sul_cancel(&srv.tick);
+    lws_sul_cancel(&srv.drain);
+    g_ctx = NULL;
+    server_close(&srv);
+    srv_log(SLOG_INFO, "stopped");
+    return SRV_EXIT_OK;
+}

@@ -1,0 +1,365 @@
+/*
+ * server.h — internals of fieldsyncd, the sync server. Not a public API: only the files
+ * of server/ include it.
+ *
+ * Shape: one process, one libwebsockets service thread running a plain lws_service() loop.
+ * Everything — sessions, the store, the server's own tables, metrics — is touched only from
+ * that thread, so nothing here is locked. A push is applied synchronously inside the receive
+ * callback (store_apply_batch, one SQLite transaction) and its result queued only after
+ * COMMIT returned; a signal can therefore never split a batch.
+ *
+ * Files, by concern:
+ *   main.c          arguments, signals, the service loop, shutdown
+ *   session.c       the per-connection state machine, frame reassembly, the send queue
+ *   handle_*.c      one file per message type (hello, push, pull, subscribe, reviews)
+ *   scope.c         users' scopes and the store's authorize callback
+ *   auth.c          device tokens and user passwords (libsodium)
+ *   srvdb.c         the server's own tables (srv_*) in the store's SQLite file
+ *   http.c          GET /healthz, /metrics and the --web directory, as a route table
+ *   metrics.c       counters and the Prometheus text
+ *   admin.h, admin*.c  `fieldsyncd admin ...` subcommands
+ *   util.c          one-line logs on stderr, clocks, a growable text buffer
+ */
+#ifndef FS_SERVER_H
+#define FS_SERVER_H
+
+#include "change.h"
+#include "schema.h"
+#include "store.h"
+#include "wire.h"
+
+#include <libwebsockets.h>
+#include <msgpack.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- limits (docs/protocol.md §8) --------------------------------------------------- */
+
+#define SRV_DEFAULT_LISTEN "127.0.0.1:7370"
+#define SRV_DEFAULT_DB "./fieldsync.db"
+#define SRV_SESSIONS_PER_DEVICE 4
+#define SRV_IDLE_TIMEOUT_S 120
+#define SRV_MSG_RATE 200            /* messages per second per session */
+#define SRV_HELLO_FAILS 20          /* failed hellos per address per minute */
+#define SRV_LEDGER_QUEUE 1000       /* queued ledger events per session before RESYNC */
+#define SRV_TXQ_MAX_BYTES (16u << 20) /* queued output per session before LIMIT */
+#define SRV_TXQ_PAUSE_BYTES (1u << 20) /* stop reading a session that does not read */
+#define SRV_PULL_SOFT_BYTES (256u << 10) /* a changes message stops growing past this */
+#define SRV_PULL_SCAN_ROWS 20000    /* log rows one pull may look at (filtered ones count) */
+#define SRV_CLOSE_GRACE_S 5         /* a closing session that does not read is cut after */
+#define SRV_SHUTDOWN_GRACE_MS 3000  /* time to flush SHUTDOWN errors before exiting */
+#define SRV_CODE_MAX 32             /* township and village codes, bytes */
+#define SRV_NAME_MAX 64             /* user names (= the change's author limit) */
+#define SRV_TOKEN_PREFIX "fs1_"
+#define SRV_TOKEN_LEN 47            /* "fs1_" + 43 chars base64url of 32 bytes */
+#define SRV_TOKEN_HASH_LEN 32       /* BLAKE2b-256 */
+
+/* Exit codes of every subcommand (docs/operations.md). */
+enum srv_exit {
+    SRV_EXIT_OK = 0,       /* done */
+    SRV_EXIT_USAGE = 1,    /* bad command line or configuration */
+    SRV_EXIT_NOTFOUND = 2, /* no such thing, or a conflict (exists; daemon running) */
+    SRV_EXIT_STORE = 3,    /* the store (SQLite) failed, or the file is not a store */
+    SRV_EXIT_NET = 4       /* cannot listen */
+};
+
+/* ---- util.c ------------------------------------------------------------------------- */
+
+enum srv_log_level { SLOG_ERROR, SLOG_WARN, SLOG_INFO, SLOG_DEBUG };
+extern int srv_log_level; /* messages above this level are dropped (default SLOG_INFO) */
+void srv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int64_t srv_mono_ms(void); /* CLOCK_MONOTONIC in ms: deadlines, rates */
+int64_t srv_wall_ms(void); /* CLOCK_REALTIME in ms: timestamps stored in srv_ tables */
+
+/* ---- a growable text buffer (metrics, admin output) --------------------------------- */
+
+typedef struct strbuf {
+    char *p;      /* NUL-terminated, owned */
+    size_t len;
+    size_t cap;
+    bool oom;     /* an append failed: the content is truncated */
+} strbuf;
+void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_append(strbuf *b, const char *s, size_t n);
+void sb_free(strbuf *b);
+
+/* ---- srvdb.c: the server's own tables --------------------------------------------- */
+
+typedef enum scope_kind { SCOPE_VILLAGES = 0, SCOPE_TOWNSHIP = 1, SCOPE_CHILDREN = 2 } scope_kind;
+
+typedef struct srv_device {
+    rid_t id;
+    int64_t user_id;
+    char label[128];
+    uint8_t token_hash[SRV_TOKEN_HASH_LEN];
+    int64_t created_ms;
+    int64_t revoked_ms;   /* 0 while valid */
+    int64_t last_seen_ms; /* 0 if never connected */
+    char last_agent[128];
+} srv_device;
+
+typedef struct srv_user {
+    int64_t id;
+    char name[SRV_NAME_MAX + 1];
+    char role[32];        /* role name, one of the schema's roles */
+    scope_kind kind;
+    bool has_password;
+} srv_user;
+
+/* Opens path for the admin commands (or anyone without a store handle): WAL,
+ * synchronous=NORMAL, busy timeout, then creates the srv_ tables. create=false refuses a
+ * missing file. Returns 0 and *db (close with sqlite3_close), FS_ENOTFOUND, or FS_EIO. */
+int srvdb_open(const char *path, bool create, sqlite3 **db, fs_error *e);
+
+/* Creates the srv_ tables if missing (idempotent). Returns 0 or FS_EIO with e filled. */
+int srvdb_migrate(sqlite3 *db, fs_error *e);
+
+/* Runs sql with no result rows; FS_EIO (e filled) on failure. */
+int srvdb_exec(sqlite3 *db, const char *sql, fs_error *e);
+
+int srvdb_device_get(sqlite3 *db, const rid_t *id, srv_device *out);   /* 0, FS_ENOTFOUND, FS_EIO */
+int srvdb_device_seen(sqlite3 *db, const rid_t *id, const char *agent, size_t agent_len);
+int srvdb_user_get(sqlite3 *db, int64_t id, srv_user *out);            /* 0, FS_ENOTFOUND, FS_EIO */
+int srvdb_user_by_name(sqlite3 *db, const char *name, srv_user *out);  /* 0, FS_ENOTFOUND, FS_EIO */
+
+/* Calls fn for each scope value of the user (village codes, the township code or child ids
+ * as uuid text, per its kind). fn returning non-zero stops. Returns 0 or FS_EIO. */
+int srvdb_user_scope(sqlite3 *db, int64_t user_id, int (*fn)(void *ctx, const char *value),
+                     void *ctx);
+
+/* Calls fn(code, township) for every village, ordered by code. */
+int srvdb_villages(sqlite3 *db, int (*fn)(void *ctx, const char *code, const char *township),
+                   void *ctx);
+bool srvdb_township_exists(sqlite3 *db, const char *code);
+bool srvdb_village_exists(sqlite3 *db, const char *code);
+
+/* Checks a township or village code: 1..32 bytes of [A-Za-z0-9_.-]. */
+bool srv_code_valid(const char *code);
+
+/* ---- auth.c: tokens and passwords ------------------------------------------------- */
+
+/* Makes a new token ("fs1_" + 43 base64url chars, NUL-terminated; buf >= SRV_TOKEN_LEN + 1)
+ * and its hash. Returns 0 or FS_EIO if libsodium is unusable. */
+int auth_token_new(char *buf, uint8_t hash[SRV_TOKEN_HASH_LEN]);
+/* BLAKE2b-256 of the token bytes. */
+void auth_token_hash(const char *token, size_t len, uint8_t hash[SRV_TOKEN_HASH_LEN]);
+/* true when token has the form of a fieldsync token and hashes to expected (constant time). */
+bool auth_token_check(const char *token, size_t len, const uint8_t expected[SRV_TOKEN_HASH_LEN]);
+/* Hashes password with argon2id into out (crypto_pwhash_STRBYTES). Returns 0 or FS_ENOMEM. */
+int auth_password_hash(const char *password, size_t len, char *out, size_t cap);
+bool auth_password_check(const char *stored, const char *password, size_t len);
+int auth_init(void); /* sodium_init; 0 or FS_EIO */
+
+/* ---- metrics.c ------------------------------------------------------------------- */
+
+#define METRICS_APPLY_BUCKETS 12
+
+typedef struct srv_metrics {
+    uint64_t sessions_opened;      /* welcomes sent */
+    uint64_t hello_failures;       /* hellos answered with an error */
+    uint64_t changes_accepted;
+    uint64_t changes_duplicate;
+    uint64_t changes_refused[128]; /* by -code (fs_err) */
+    uint64_t batches;
+    uint64_t apply_buckets[METRICS_APPLY_BUCKETS + 1]; /* cumulative at render time */
+    double apply_seconds_sum;
+    uint64_t bytes_in, bytes_out;
+    uint64_t messages_in, messages_out;
+    uint64_t errors_sent[16];      /* by protocol error code */
+    uint64_t ledger_events;
+    uint64_t pulls, changes_sent;
+} srv_metrics;
+
+typedef struct server server;
+void metrics_apply_observe(srv_metrics *m, double seconds);
+void metrics_result(srv_metrics *m, const apply_result *r);
+/* Renders the Prometheus text exposition into b. */
+void metrics_render(server *srv, strbuf *b);
+
+/* ---- scope.c ---------------------------------------------------------------------- */
+
+typedef struct village_entry {
+    char code[SRV_CODE_MAX + 1];
+    char township[SRV_CODE_MAX + 1];
+} village_entry;
+
+typedef struct user_scope {
+    scope_kind kind;
+    char township[SRV_CODE_MAX + 1]; /* SCOPE_TOWNSHIP */
+    char (*villages)[SRV_CODE_MAX + 1]; /* sorted; villages and township kinds; owned */
+    size_t n_villages;
+    rid_t *children;                 /* sorted; SCOPE_CHILDREN; owned */
+    size_t n_children;
+} user_scope;
+
+/* Loads the scope of user into *out (resolving a township to its villages from the
+ * server's village cache). Returns 0, FS_ENOMEM or FS_EIO. */
+int scope_load(server *srv, const srv_user *user, user_scope *out);
+void scope_free(user_scope *sc); /* accepts an all-zero scope */
+bool scope_has_village(const user_scope *sc, const char *code);
+/* The village cache: all villages, sorted by code; reloaded when the admin changes them. */
+int villages_reload(server *srv);
+const village_entry *village_find(const server *srv, const char *code);
+
+typedef struct session session;
+/* Whether a stored or committed change (record scope `scope`, may be NULL) is visible to
+ * session s: pulls, ledger events, review items. */
+bool scope_sees(session *s, const change *c, const char *scope);
+/* Same for a record known only by id (review items). */
+bool scope_sees_record(session *s, const rid_t *record);
+/* store_authorize_fn: ctx is the pushing session. */
+int scope_authorize(void *ctx, const change *c, const char *scope_before,
+                    const char *scope_after, fs_error *e);
+
+/* ---- sessions (session.c) --------------------------------------------------------- */
+
+typedef struct txframe {
+    struct txframe *next;
+    size_t len;                /* frame bytes after the LWS_PRE headroom */
+    bool ledger;               /* counts against the ledger queue bound */
+    uint8_t data[];            /* LWS_PRE + len bytes */
+} txframe;
+
+typedef enum sess_state {
+    SS_CONNECTED,  /* waiting for hello */
+    SS_READY,      /* authenticated */
+    SS_CLOSING     /* an error that closes is queued: input is ignored, output drains */
+} sess_state;
+
+typedef enum sub_kind { SUB_NONE, SUB_ALL, SUB_VILLAGE, SUB_TOWNSHIP } sub_kind;
+
+struct session {
+    server *srv;
+    struct lws *wsi;
+    session *prev, *next;      /* srv->sessions */
+    sess_state state;
+    char peer[64];             /* remote address, for logs and hello rate limiting */
+    /* input: one WebSocket message reassembled from fragments */
+    uint8_t *rx;
+    size_t rx_len, rx_cap;
+    bool rx_text;              /* the message being received is a text message */
+    /* output queue: frames with LWS_PRE headroom, written one per WRITEABLE */
+    txframe *q_head, *q_tail;
+    size_t q_bytes;
+    unsigned q_ledger;
+    bool rx_paused;            /* lws_rx_flow_control(0) while the queue is large */
+    int close_code;            /* WebSocket close status once the queue drained */
+    int64_t closing_since;     /* srv_mono_ms() when SS_CLOSING began */
+    /* identity, after hello */
+    rid_t device;
+    uint8_t token_hash[SRV_TOKEN_HASH_LEN]; /* the hash the session authenticated with */
+    srv_user user;
+    int role;                  /* index in schema roles */
+    user_scope scope;
+    uint32_t version;          /* min(device's schema version, server's) */
+    uint32_t dict;             /* dictionary used towards the device */
+    char agent[64];
+    /* subscription */
+    sub_kind sub;
+    char sub_code[SRV_CODE_MAX + 1];
+    /* limits */
+    int64_t last_rx;           /* srv_mono_ms() when bytes last arrived */
+    int64_t rate_window;       /* start of the current one-second window */
+    unsigned rate_count;
+};
+
+/* ---- the server ------------------------------------------------------------------- */
+
+typedef struct srv_config {
+    const char *db_path;
+    char host[128];            /* address to bind */
+    int port;                  /* 0 = any free port */
+    const char *schema_path;
+    const char *tls_cert, *tls_key;
+    const char *web_dir;       /* NULL: no static files */
+    int idle_timeout_s;
+    unsigned msg_rate;         /* 0 = unlimited */
+    unsigned hello_fails;      /* failed hellos per address per minute */
+    unsigned ledger_queue;     /* queued ledger events per session before RESYNC */
+    unsigned max_frame;
+    unsigned max_batch;
+} srv_config;
+
+typedef struct hello_fail {
+    char addr[64];
+    int64_t window;            /* srv_mono_ms() when the minute began */
+    unsigned count;
+} hello_fail;
+
+#define SRV_HELLO_FAIL_SLOTS 256
+
+struct server {
+    srv_config cfg;
+    schema *schema;            /* owned */
+    store *store;              /* owned; STORE_AUTHORITY */
+    sqlite3 *db;               /* borrowed from the store */
+    wire_dicts *dicts;         /* owned */
+    wire_codec *dec, *enc;     /* owned: frames in, frames out */
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    int lock_fd;               /* flock on <db>.lock while serving */
+    session *sessions;         /* every WebSocket session */
+    unsigned n_sessions;
+    village_entry *villages;   /* sorted by code; owned */
+    size_t n_villages;
+    int64_t data_version;      /* PRAGMA data_version: changes when the admin writes */
+    sqlite3_stmt *dv_stmt;
+    sqlite3_stmt *parent_stmt; /* scope.c: a record's scope parent (prepared once) */
+    lws_sorted_usec_list_t tick; /* once a second: idle, deadlines, admin changes */
+    bool stopping;             /* SIGINT/SIGTERM seen: sessions get SHUTDOWN */
+    bool drain_expired;
+    lws_sorted_usec_list_t drain;
+    srv_metrics m;
+    msgpack_sbuffer out;       /* message body being built */
+    msgpack_sbuffer tmp;       /* a second scratch buffer (changes of a pull) */
+    change *batch;             /* WIRE_MAX_BATCH decoded changes (scratch) */
+    apply_result *results;     /* WIRE_MAX_BATCH results (scratch) */
+    change ledger_change;      /* a committed change, downgraded for one subscriber */
+    hello_fail fails[SRV_HELLO_FAIL_SLOTS];
+};
+
+/* Session API used by the handlers. */
+/* Frames body (dict as negotiated) and queues it. ledger: counts toward the ledger bound.
+ * Returns 0, or FS_ENOMEM / FS_EDEC_TOOBIG after queueing an error that closes. */
+int session_send(session *s, const void *body, size_t len, bool ledger);
+/* Queues error [11, code, text, closes]; closes moves the session to SS_CLOSING. */
+void session_error(session *s, int code, bool closes, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Resets srv->out and returns a packer writing into it. */
+void session_packer(server *srv, msgpack_packer *pk);
+/* Sessions of this device that completed hello. */
+unsigned session_count_device(server *srv, const rid_t *device);
+/* SHUTDOWN to every session (main.c calls it once on a signal). */
+void sessions_shutdown(server *srv);
+/* The tick's per-session work: idle timeout, stuck closings, revoked devices. */
+void sessions_tick(server *srv, bool admin_changed);
+
+/* Handlers: r is positioned after the message type, count is the array length. They return
+ * 0, or -1 after queueing an error that closes the session. */
+int handle_hello(session *s, struct mpr *r, uint32_t count);
+int handle_push(session *s, struct mpr *r, uint32_t count);
+int handle_pull(session *s, struct mpr *r, uint32_t count);
+int handle_subscribe(session *s, struct mpr *r, uint32_t count);
+int handle_reviews(session *s, struct mpr *r, uint32_t count);
+/* store_commit_fn: sends ledger events to subscribed sessions (ctx is the server). */
+void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scope);
+
+/* Hello rate limiting per address (handle_hello.c). */
+bool hello_blocked(server *srv, const char *addr);
+void hello_failed(server *srv, const char *addr);
+
+/* ---- lws protocols (session.c, http.c) ------------------------------------------- */
+
+int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+size_t http_pss_size(void);
+
+/* ---- admin.c ---------------------------------------------------------------------- */
+
+int admin_main(int argc, char **argv);
+
+#endif
