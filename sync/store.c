@@ -114,6 +114,7 @@ static const char *const migration_sql =
 /* One cached field state. */
 typedef struct centry {
     rid_t record;
+    uint8_t type;        /* record type, for the flush */
     uint8_t field;
     bool dirty;          /* merged since the last flush */
     field_state st;
@@ -150,6 +151,8 @@ struct store {
     uint64_t pending_flush_seq;
     devseq_slot dslots[DEVSEQ_SLOTS];
     int n_dslots;
+    struct rcache *rc_tab;   /* record headers seen (records table rows), see rcache_* */
+    size_t rc_cap, rc_used;
 };
 
 #define CACHE_MAX_CLEAN 200000 /* clean states kept after a flush, at most */
@@ -326,6 +329,7 @@ void store_close(store *st)
         save_clock(st);
     cache_clear(st, false);
     free(st->tab);
+    free(st->rc_tab);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
@@ -543,7 +547,8 @@ static void cache_clear(store *st, bool keep_dirty)
 
 /* Finds (record, field) in the cache, loading it from `fields` on a miss (an absent field
  * gets an empty state). *out borrows the entry (valid until the cache is cleared). */
-static int cache_get(store *st, const rid_t *record, const schema_field *f, centry **out)
+static int cache_get(store *st, const rid_t *record, int type, const schema_field *f,
+                     centry **out)
 {
     if ((st->tab_used + 1) * 2 > st->tab_cap && cache_grow(st))
         return FS_ENOMEM;
@@ -557,6 +562,7 @@ static int cache_get(store *st, const rid_t *record, const schema_field *f, cent
     if (!e)
         return FS_ENOMEM;
     e->record = *record;
+    e->type = (uint8_t)type;
     e->field = f->num;
     int rc = field_load(st, record, f, &e->st);
     if (rc && rc != FS_ENOTFOUND) {
@@ -601,14 +607,13 @@ int store_flush(store *st, fs_error *e)
         centry *c = st->tab[i];
         if (!c || !c->dirty)
             continue;
-        int type;
-        const schema_type *t;
-        if (store_record_get(st, &c->record, &type, NULL, 0) ||
-            !(t = schema_type_by_id(st->s, type))) {
+        const schema_type *t = schema_type_by_id(st->s, c->type);
+        const schema_field *f = t ? schema_field_by_num(t, c->field) : NULL;
+        if (!f) {
             rc = FS_EIO;
             break;
         }
-        rc = field_save(st, &c->record, schema_field_by_num(t, c->field), &c->st);
+        rc = field_save(st, &c->record, f, &c->st);
     }
     uint64_t last = 0;
     if (!rc)
@@ -654,7 +659,7 @@ int store_field_get(store *st, const rid_t *record, int field, field_state *out)
     if (!f)
         return FS_ENOTFOUND;
     centry *c;
-    if ((rc = catch_up(st)) || (rc = cache_get(st, record, f, &c)))
+    if ((rc = catch_up(st)) || (rc = cache_get(st, record, type, f, &c)))
         return rc;
     if (!c->st.present)
         return FS_ENOTFOUND;
@@ -671,8 +676,107 @@ typedef struct rec_info {
     bool has_scope;
 } rec_info;
 
+/*
+ * Record-header cache: every change looks up its record (and a visit its child) in `records`;
+ * a SQLite primary-key lookup on a 16-byte blob costs ~8,000 instructions, a hash probe ~50.
+ * Only rows that exist are cached (a record another handle creates is then found in the
+ * table). The cache is dropped whenever it could be stale: a scope moved (descendants changed
+ * in SQL), another handle wrote (catch_up), a batch rolled back.
+ */
+typedef struct rcache {
+    rid_t id;
+    bool used, created, has_scope;
+    uint8_t type;
+    char scope[46];
+} rcache;
+
+static void rcache_clear(store *st)
+{
+    if (st->rc_tab)
+        memset(st->rc_tab, 0, st->rc_cap * sizeof *st->rc_tab);
+    st->rc_used = 0;
+}
+
+static size_t rid_hash(const rid_t *r)
+{
+    uint64_t a, b;
+    memcpy(&a, r->b, 8);
+    memcpy(&b, r->b + 8, 8);
+    uint64_t h = a ^ (b * 0x9e3779b97f4a7c15ULL);
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return (size_t)(h ^ (h >> 31));
+}
+
+static rcache *rcache_find(store *st, const rid_t *id)
+{
+    if (!st->rc_cap)
+        return NULL;
+    for (size_t j = rid_hash(id) & (st->rc_cap - 1);; j = (j + 1) & (st->rc_cap - 1)) {
+        rcache *e = &st->rc_tab[j];
+        if (!e->used)
+            return NULL;
+        if (!rid_cmp(&e->id, id))
+            return e;
+    }
+}
+
+/* Records what the table says of an existing record (no-op when it does not fit). */
+static void rcache_put(store *st, const rid_t *id, const rec_info *ri)
+{
+    if (!ri->exists || (ri->has_scope && strlen(ri->scope) >= sizeof st->rc_tab->scope))
+        return;
+    if ((st->rc_used + 1) * 2 > st->rc_cap) {
+        if (st->rc_cap >= (1u << 20)) { /* bounded: start over */
+            rcache_clear(st);
+        } else {
+            size_t cap = st->rc_cap ? st->rc_cap * 2 : 4096;
+            rcache *nt = calloc(cap, sizeof *nt);
+            if (!nt)
+                return;
+            for (size_t i = 0; i < st->rc_cap; i++) {
+                rcache *e = &st->rc_tab[i];
+                if (!e->used)
+                    continue;
+                size_t j = rid_hash(&e->id) & (cap - 1);
+                while (nt[j].used)
+                    j = (j + 1) & (cap - 1);
+                nt[j] = *e;
+            }
+            free(st->rc_tab);
+            st->rc_tab = nt;
+            st->rc_cap = cap;
+        }
+    }
+    rcache *e = rcache_find(st, id);
+    if (!e) {
+        size_t j = rid_hash(id) & (st->rc_cap - 1);
+        while (st->rc_tab[j].used)
+            j = (j + 1) & (st->rc_cap - 1);
+        e = &st->rc_tab[j];
+        e->used = true;
+        e->id = *id;
+        st->rc_used++;
+    }
+    e->created = ri->created;
+    e->type = (uint8_t)ri->type;
+    e->has_scope = ri->has_scope;
+    size_t n = ri->has_scope ? strlen(ri->scope) : 0; /* < sizeof e->scope, checked above */
+    memcpy(e->scope, ri->scope, n);
+    e->scope[n] = '\0';
+}
+
 static int rec_lookup(store *st, const rid_t *id, rec_info *ri)
 {
+    rcache *hit = rcache_find(st, id);
+    if (hit) {
+        ri->exists = true;
+        ri->created = hit->created;
+        ri->type = hit->type;
+        ri->has_scope = hit->has_scope;
+        snprintf(ri->scope, sizeof ri->scope, "%s", hit->scope);
+        return 0;
+    }
     memset(ri, 0, sizeof *ri);
     sqlite3_stmt *s = stmt(st, S_REC_GET);
     if (!s)
@@ -690,6 +794,8 @@ static int rec_lookup(store *st, const rid_t *id, rec_info *ri)
         rc = SQLITE_DONE;
     }
     sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        rcache_put(st, id, ri);
     return rc == SQLITE_DONE ? 0 : FS_EIO;
 }
 
@@ -1031,8 +1137,18 @@ static int write_record(store *st, const change *c, bool has_scope, const char *
     sqlite3_reset(q);
     if (rc != SQLITE_DONE)
         return FS_EIO;
-    if (!scope_moved)
+    if (scope_moved) {
+        rcache_clear(st); /* descendants move in SQL below: forget them all (rare) */
+    } else {
+        /* the row is now the upsert of what it was (cached by rec_lookup) and this change */
+        rec_info ri = {.exists = true, .type = c->type};
+        rcache *hit = rcache_find(st, &c->record);
+        ri.created = (hit && hit->created) || c->base == 0;
+        ri.has_scope = has_scope || (hit && hit->has_scope);
+        snprintf(ri.scope, sizeof ri.scope, "%s", has_scope ? scope : hit ? hit->scope : "");
+        rcache_put(st, &c->record, &ri);
         return 0;
+    }
     /* records that take their scope from this one follow it */
     q = stmt(st, S_REC_CHILD_SCOPE);
     if (!q)
@@ -1145,7 +1261,7 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
     }
     /* the cache entries of this change's fields (loaded once, reused below) */
     for (uint32_t i = 0; i < c->n_fields; i++)
-        if ((rc = cache_get(st, &c->record, schema_field_by_num(t, c->fields[i].num),
+        if ((rc = cache_get(st, &c->record, c->type, schema_field_by_num(t, c->fields[i].num),
                             &st->ents[i])))
             return rc;
     if (authority && ri.exists && t->append_only) {
@@ -1339,6 +1455,7 @@ static int catch_up(store *st)
     int rc = store_last_seq(st, &last);
     if (rc || last <= st->seen)
         return rc;
+    rcache_clear(st); /* another handle wrote: its records may have moved */
     return replay_from(st, st->seen);
 }
 
@@ -1374,6 +1491,7 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
             fs_error_set(e, rc, "apply batch: %s", fs_strerror(rc));
         exec1(st, S_ROLLBACK);
         st->pending_flush = false;
+        rcache_clear(st);
         /* the cache holds states of the rolled-back changes: rebuild it from the log */
         if (recover(st))
             cache_clear(st, false); /* next reads go to the table; open replays again */
@@ -1523,6 +1641,7 @@ static int rebuild_tx(store *st, void *ctx)
 {
     (void)ctx;
     cache_clear(st, false);
+    rcache_clear(st);
     if (sqlite3_exec(st->db,
                      "DELETE FROM records; DELETE FROM fields; DELETE FROM review;"
                      "DELETE FROM log_by_record;",
