@@ -43,7 +43,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_LOG_INSERT] = "INSERT INTO log(device, dseq, hlc, type, record, scope, body) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(device, dseq) DO NOTHING",
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
     [S_LOG_BY_DEV] = "SELECT seq, body FROM log WHERE device = ?1 AND dseq = ?2",
     [S_LOG_SCAN] = "SELECT seq, body, scope FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [S_LOG_HISTORY] = "SELECT l.seq, l.body, l.scope FROM log_by_record x JOIN log l "
@@ -83,12 +83,24 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
 };
 
+/*
+ * The log's uniqueness, by mode. The authority looks changes up by (device, dseq) to answer
+ * re-sends, and each push comes from one device, so that index grows at one point per batch.
+ * A replica only needs "this change is already here": it receives every device's changes
+ * interleaved, where a (device, dseq) index would dirty one random page per device per batch;
+ * (hlc, device, dseq) identifies a change as well and grows at its right edge, since clocks
+ * arrive roughly in order.
+ */
+static const char *const log_index_sql[] = {
+    [STORE_AUTHORITY] = "CREATE UNIQUE INDEX IF NOT EXISTS log_device ON log(device, dseq);",
+    [STORE_REPLICA] = "CREATE UNIQUE INDEX IF NOT EXISTS log_change ON log(hlc, device, dseq);",
+};
+
 static const char *const migration_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS log(seq INTEGER PRIMARY KEY, device BLOB NOT NULL,"
     "  dseq INTEGER NOT NULL, hlc INTEGER NOT NULL, type INTEGER NOT NULL,"
     "  record BLOB NOT NULL, scope TEXT, body BLOB NOT NULL);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS log_device ON log(device, dseq);"
     "CREATE TABLE IF NOT EXISTS log_by_record(record BLOB NOT NULL, seq INTEGER NOT NULL,"
     "  PRIMARY KEY(record, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS records(id BLOB PRIMARY KEY, type INTEGER NOT NULL, scope TEXT,"
@@ -265,7 +277,8 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
                      "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
                      "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;",
                      NULL, NULL, NULL) ||
-        sqlite3_exec(st->db, migration_sql, NULL, NULL, NULL)) {
+        sqlite3_exec(st->db, migration_sql, NULL, NULL, NULL) ||
+        sqlite3_exec(st->db, log_index_sql[mode], NULL, NULL, NULL)) {
         rc = db_fail(st, e, path);
         goto fail;
     }

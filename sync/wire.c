@@ -257,7 +257,7 @@ static int pack_bin16(msgpack_packer *pk, const rid_t *id)
 int wire_pack_hello(msgpack_packer *pk, const wire_hello *h)
 {
     int rc = 0;
-    PK(msgpack_pack_array(pk, 9));
+    PK(msgpack_pack_array(pk, 10));
     PK(msgpack_pack_uint8(pk, MSG_HELLO));
     PK(pack_bin16(pk, &h->device));
     PK(pack_str(pk, h->token, h->token_len));
@@ -267,6 +267,7 @@ int wire_pack_hello(msgpack_packer *pk, const wire_hello *h)
     PK(msgpack_pack_uint64(pk, h->cursor));
     PK(msgpack_pack_uint32(pk, h->dict));
     PK(pack_str(pk, h->agent ? h->agent : "", h->agent ? h->agent_len : 0));
+    PK(msgpack_pack_uint64(pk, h->pending));
     return rc ? FS_ENOMEM : 0;
 }
 
@@ -457,7 +458,11 @@ int wire_read_hello(mpr *r, uint32_t count, wire_hello *h, fs_error *e)
     RD(mpr_u64(r, &h->cursor), m, "cursor");
     RD(read_u32(r, &h->dict), m, "dict");
     RD(mpr_str(r, WIRE_MAX_TEXT, &h->agent, &h->agent_len), m, "agent");
-    RD(wire_skip_rest(r, count - 9), m, "trailing");
+    if (count >= 10) { /* optional since the first revision: the device's outbox size */
+        RD(mpr_u64(r, &h->pending), m, "pending");
+        h->has_pending = true;
+    }
+    RD(wire_skip_rest(r, count - (count >= 10 ? 10 : 9)), m, "trailing");
     return 0;
 }
 

@@ -78,6 +78,8 @@ typedef struct wire_hello {
     uint64_t cursor;       /* pull cursor the device holds */
     uint32_t dict;         /* highest dictionary id the device has (0 = no compression) */
     const char *agent; uint32_t agent_len;      /* software name/version, borrowed */
+    uint64_t pending;      /* the device's outbox size (10th element, optional on the wire) */
+    bool has_pending;      /* the hello carried `pending` (a 9-element hello does not) */
 } wire_hello;
 
 typedef struct wire_welcome {
