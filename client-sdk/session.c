@@ -175,6 +175,10 @@ static int send_hello(session *s)
     h.dict = s->o.no_compress ? 0 : wire_dicts_latest(db->dicts);
     h.agent = fieldsync_version();
     h.agent_len = (uint32_t)strlen(h.agent);
+    /* the outbox size, for the supervisors' device-health view (protocol §4 hello) */
+    int64_t pending = sdk_count(db, "SELECT count(*) FROM dev_outbox");
+    h.pending = pending > 0 ? (uint64_t)pending : 0;
+    h.has_pending = true;
     msgpack_packer pk;
     if (wire_pack_hello(pk_begin(s, &pk), &h))
         return failf(s, FIELDSYNC_ENOMEM, "out of memory");

@@ -487,13 +487,14 @@ static int read_message(const uint8_t *buf, size_t len, uint32_t max_batch, deco
 typedef struct msg_case {
     const char *name;
     uint32_t required;    /* elements including the type */
+    uint32_t optional;    /* packed elements after the required ones (hello's pending) */
     uint8_t *buf;
     size_t len;
 } msg_case;
 
 static msg_case make_case(const char *name, uint32_t required, packed *p)
 {
-    msg_case m = {name, required, dup_exact(p->sb.data, p->sb.size), p->sb.size};
+    msg_case m = {name, required, 0, dup_exact(p->sb.data, p->sb.size), p->sb.size};
     msgpack_sbuffer_clear(&p->sb);
     return m;
 }
@@ -549,7 +550,7 @@ static void test_message_case(const msg_case *m)
     const uint8_t *st[70];
     size_t hdr;
     uint32_t n = split(m, st, &hdr);
-    CHECK_INT(n, ==, m->required);
+    CHECK_INT(n, ==, m->required + m->optional);
 
     /* as packed */
     CHECK_OK(read_message(m->buf, m->len, WIRE_MAX_BATCH, &d, &end));
@@ -640,11 +641,25 @@ static void test_messages(void)
     wire_hello h = {.device = id_from(9), .token = token, .token_len = sizeof token - 1,
                     .schema_version = 1, .client_hlc = hlc_make(T0, 5), .acked_dseq = 40,
                     .cursor = 123456, .dict = DICT, .agent = "fieldsync-device/0.1 (测试)",
-                    .agent_len = (uint32_t)strlen("fieldsync-device/0.1 (测试)")};
+                    .agent_len = (uint32_t)strlen("fieldsync-device/0.1 (测试)"),
+                    .pending = 17, .has_pending = true};
     CHECK_OK(wire_pack_hello(&p.pk, &h));
     cases[nc] = make_case("hello", 9, &p);
+    cases[nc].optional = 1; /* pending: packed since the first revision, optional to read */
     CHECK_OK(read_message(cases[nc].buf, cases[nc].len, WIRE_MAX_BATCH, &d, &end));
-    CHECK(end && d.type == MSG_HELLO && d.count == 9);
+    CHECK(end && d.type == MSG_HELLO && d.count == 10);
+    CHECK(d.hello.has_pending);
+    CHECK_INT(d.hello.pending, ==, 17);
+    {
+        /* a hello of the first revision (9 elements) reads, without pending */
+        size_t len9;
+        uint8_t *b9 = rebuild(&cases[nc], 9, UINT32_MAX, NULL, 0, NULL, 0, 0, &len9);
+        decoded d9;
+        CHECK_OK(read_message(b9, len9, WIRE_MAX_BATCH, &d9, &end));
+        CHECK(end && d9.count == 9 && !d9.hello.has_pending && d9.hello.pending == 0);
+        CHECK_INT(d9.hello.cursor, ==, 123456);
+        free(b9);
+    }
     CHECK(!memcmp(d.hello.device.b, h.device.b, 16));
     CHECK_INT(d.hello.token_len, ==, h.token_len);
     CHECK(!memcmp(d.hello.token, token, h.token_len));
