@@ -150,6 +150,43 @@ int64_t sdk_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- a wrong device clock, for tests --------------------------------------------------
+ * FIELDSYNC_TEST_CLOCK_OFFSET_MS=N (tests only, docs/sdk.md) shifts the wall clock that the
+ * replica's hybrid clock reads by N ms (negative: the device is behind), to play a device
+ * whose date is wrong without faking the system clock. It is read once per process, at the
+ * first fieldsync_open; the SDK's own tests may then change sdk_test_clock_offset_ms to make
+ * the clock jump (during a sync, from the progress callback: the same thread). When the
+ * variable is not set, as in every real deployment, the clock reads CLOCK_REALTIME directly
+ * and none of this runs. Only the hybrid clock is shifted: timestamps the SDK keeps for
+ * people (created, refused_at, last sync) stay on the real clock. */
+int64_t sdk_test_clock_offset_ms;
+static bool test_clock_on;
+static pthread_once_t test_clock_once = PTHREAD_ONCE_INIT;
+
+static void test_clock_read(void)
+{
+    const char *v = getenv("FIELDSYNC_TEST_CLOCK_OFFSET_MS");
+    if (v && *v) {
+        sdk_test_clock_offset_ms = strtoll(v, NULL, 10);
+        test_clock_on = true;
+    }
+}
+
+static uint64_t test_wall_ms(void *ctx)
+{
+    (void)ctx;
+    int64_t ms = sdk_now_ms() + sdk_test_clock_offset_ms;
+    return ms > 0 ? (uint64_t)ms : 0;
+}
+
+/* Points the replica's clock at the shifted wall clock when the variable is set. */
+static void test_clock_install(fieldsync_db *db)
+{
+    pthread_once(&test_clock_once, test_clock_read);
+    if (test_clock_on)
+        store_clock(db->st)->wall = test_wall_ms;
+}
+
 int64_t sdk_count(fieldsync_db *db, const char *sql)
 {
     sqlite3_stmt *s;
@@ -325,6 +362,7 @@ static int open_store(fieldsync_db *db, fs_error *e)
     if (rc)
         return sdk_fail(db, rc == FS_ESCHEMA ? FIELDSYNC_ESCHEMA : FIELDSYNC_ESTORE, "%s", e->msg);
     db->sql = store_db(db->st);
+    test_clock_install(db);
     /* A replica file is shared by handles and processes (the app, a sync thread, the CLI):
      * keep `fields` current at every commit instead of in a write-back cache, so that no
      * handle ever holds unflushed state another handle could miss or overwrite. Devices

@@ -76,6 +76,9 @@ int kv_get_u64(fieldsync_db *db, const char *key, uint64_t *out); /* 0 if absent
 int kv_set_text(fieldsync_db *db, const char *key, const char *value);
 int kv_set_u64(fieldsync_db *db, const char *key, uint64_t value);
 int64_t sdk_now_ms(void);
+/* Tests only: the shift of the hybrid clock's wall clock, from FIELDSYNC_TEST_CLOCK_OFFSET_MS
+ * (db.c); effective only in a process where that variable was set at the first open. */
+extern int64_t sdk_test_clock_offset_ms;
 
 /* Saves the replica's clock inside the caller's transaction. */
 int sdk_save_clock(fieldsync_db *db);
@@ -171,6 +174,11 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
  * as the changes. *applied gets the number newly applied. */
 int outbox_apply_pulled(fieldsync_db *db, const change *cs, size_t n, uint64_t next_cursor,
                         uint64_t *applied);
+
+/* After welcome, inside its transaction: when this replica's clock is beyond what the server
+ * accepts (more than the drift bound ahead of server_hlc: the device's date was wrong),
+ * pulls it back and re-stamps the outbox changes never sent (outbox.c). A fieldsync_err. */
+int outbox_clock_rewind(fieldsync_db *db, uint64_t server_hlc);
 
 /* After welcome: the server has consumed dseqs up to server_dseq. Makes sure new numbers
  * start above it. */

@@ -306,10 +306,204 @@ int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch
     return rc;
 }
 
+/* ---- a clock from a wrong date ---------------------------------------------------------
+ * A device whose date was more than a day ahead stamped its clock, and saved it, in the
+ * future. The hybrid clock never goes back by itself, so after the date is fixed every new
+ * change would still carry a clock the server refuses (ECLOCK_DRIFT), until real time caught
+ * up a day or more later. The server refuses clocks more than the drift bound ahead of its
+ * WALL clock, which the device cannot see: welcome's server_hlc is at or above it (it may
+ * be ahead after accepting a fast device's changes), and the device's own wall clock is
+ * right once its date has been fixed; the smaller of the two gives a bound the server
+ * certainly accepts. When our clock is beyond it, it goes back to the greatest clock the
+ * replica knows below it (welcome's, its log's, its outbox's), so later changes still come
+ * after everything the device has seen. Outbox changes never sent (no
+ * dseq) and stamped above the bound are stamped again, in creation order, as if made now (no
+ * one has seen them; their true time is unknown anyway); a base above the bound becomes the
+ * new stamp of the change it pointed at, or the rewound clock. Changes already sent keep
+ * their bytes (their dseq is fixed to them): the server refuses them and the user sees why.
+ * The clock never goes below server_hlc, so a device whose date is wrong the other way
+ * (reset to the past) is not dragged back: at worst its unsent changes are stamped as of
+ * the server's now. */
+int outbox_clock_rewind(fieldsync_db *db, uint64_t server_hlc)
+{
+    hlc_clock *clk = store_clock(db->st);
+    uint64_t wall = hlc_wall_ms(clk), server_ms = hlc_physical_ms(server_hlc);
+    uint64_t bound_ms = (wall < server_ms ? wall : server_ms) + (uint64_t)clk->max_drift_ms;
+    if (hlc_physical_ms(clk->last) <= bound_ms)
+        return 0;
+    uint64_t bound = hlc_make(bound_ms, 0xffff), floor = server_hlc;
+    char sql[200];
+    static const char *const tables[] = {"log", "dev_outbox"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(sql, sizeof sql, "SELECT coalesce(max(hlc), 0) FROM %s WHERE hlc BETWEEN 0 AND %lld",
+                 tables[i], (long long)bound);
+        int64_t m = sdk_count(db, sql);
+        if (m > 0 && (uint64_t)m > floor)
+            floor = (uint64_t)m;
+    }
+    clk->last = floor;
+    int rc = sdk_save_clock(db); /* sdk_clock_above reads the saved clock as its floor */
+    if (rc)
+        return rc;
+    /* re-stamp what was never sent */
+    sqlite3_stmt *q = NULL, *u = NULL;
+    snprintf(sql, sizeof sql,
+             "SELECT id, body, hlc FROM dev_outbox WHERE dseq IS NULL AND NOT (hlc BETWEEN 0 AND "
+             "%lld) ORDER BY id",
+             (long long)bound);
+    if (sqlite3_prepare_v2(db->sql, sql, -1, &q, NULL) ||
+        sqlite3_prepare_v2(db->sql, "UPDATE dev_outbox SET hlc = ?1, body = ?2 WHERE id = ?3", -1,
+                           &u, NULL)) {
+        sqlite3_finalize(q);
+        return sdk_sqlfail(db, "outbox");
+    }
+    change *c = malloc(sizeof *c);
+    uint64_t (*map)[2] = NULL; /* old stamp -> new stamp */
+    size_t nmap = 0, capmap = 0;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int step;
+    while (c && !rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        mpr r;
+        fs_error e = {0};
+        mpr_init(&r, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1));
+        if ((rc = change_unpack(&r, db->s, false, c, &e))) {
+            rc = sdk_from_fs(db, rc, &e);
+            break;
+        }
+        uint64_t old = c->hlc;
+        if (c->base > bound) {
+            uint64_t nb = clk->last;
+            for (size_t k = 0; k < nmap; k++)
+                if (map[k][0] == c->base)
+                    nb = map[k][1];
+            c->base = nb;
+        }
+        c->hlc = sdk_clock_above(db, c->base);
+        if (nmap == capmap) {
+            capmap = capmap ? capmap * 2 : 16;
+            void *m2 = realloc(map, capmap * sizeof *map);
+            if (!m2) {
+                rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+                break;
+            }
+            map = m2;
+        }
+        map[nmap][0] = old;
+        map[nmap++][1] = c->hlc;
+        sb.size = 0;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (change_pack(&pk, c, false)) {
+            rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+            break;
+        }
+        sqlite3_reset(u);
+        sqlite3_bind_int64(u, 1, (sqlite3_int64)c->hlc);
+        sqlite3_bind_blob(u, 2, sb.data, (int)sb.size, SQLITE_STATIC);
+        sqlite3_bind_int64(u, 3, sqlite3_column_int64(q, 0));
+        if (sqlite3_step(u) != SQLITE_DONE)
+            rc = sdk_sqlfail(db, "outbox");
+    }
+    if (!c)
+        rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    msgpack_sbuffer_destroy(&sb);
+    free(map);
+    free(c);
+    sqlite3_finalize(q);
+    sqlite3_finalize(u);
+    return rc ? rc : sdk_save_clock(db);
+}
+
+/* ---- a server restored from a backup -----------------------------------------------------
+ * Welcome says the server has consumed fewer of our sequence numbers than it once answered:
+ * it was restored from a backup (docs/operations.md §7) and lost what we pushed after it.
+ * This replica still holds every change of ours the server accepted (in its log, as it
+ * applied them) and those it refused (dev_refused, until the user dismisses them): they go
+ * back into the outbox under their own sequence numbers and are pushed again, first, so the
+ * server gets them back, once. The server's log was rewound, so the pull cursor goes back
+ * to 0 as well (pulling again has no effect on what we have). A number this replica holds
+ * nothing for any more (a dismissed refusal) stays a hole: the push then stops at ESEQ_GAP
+ * and the device must be enrolled again. */
+static int requeue_lost(fieldsync_db *db, uint64_t server_dseq, uint64_t acked)
+{
+    sqlite3_stmt *q = NULL, *ins = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT dseq, body FROM log WHERE device = ?1 AND dseq > ?2 AND "
+                           "dseq <= ?3 ORDER BY dseq",
+                           -1, &q, NULL) ||
+        sqlite3_prepare_v2(db->sql,
+                           "INSERT OR IGNORE INTO dev_outbox(dseq, priority, created, type, record, "
+                           "hlc, body) VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)",
+                           -1, &ins, NULL)) {
+        sqlite3_finalize(q);
+        return sdk_sqlfail(db, "outbox");
+    }
+    sqlite3_bind_blob(q, 1, db->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)server_dseq);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)acked);
+    change *c = malloc(sizeof *c);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int step, n = 0;
+    while (c && !rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        mpr r;
+        fs_error e = {0};
+        mpr_init(&r, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1));
+        if (change_unpack(&r, db->s, true, c, &e))
+            continue; /* logged under a schema this one cannot read: left out (a hole) */
+        sb.size = 0;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (change_pack(&pk, c, false)) {
+            rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+            break;
+        }
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, (sqlite3_int64)c->dseq);
+        sqlite3_bind_int64(ins, 2, sdk_now_ms());
+        sqlite3_bind_int(ins, 3, c->type);
+        sqlite3_bind_blob(ins, 4, c->record.b, 16, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ins, 5, (sqlite3_int64)c->hlc);
+        sqlite3_bind_blob(ins, 6, sb.data, (int)sb.size, SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            rc = sdk_sqlfail(db, "outbox");
+        n++;
+    }
+    if (!c)
+        rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    free(c);
+    msgpack_sbuffer_destroy(&sb);
+    sqlite3_finalize(q);
+    sqlite3_finalize(ins);
+    if (rc)
+        return rc;
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT OR IGNORE INTO dev_outbox(dseq, priority, created, type, record, hlc, body) "
+             "SELECT dseq, priority, created, type, record, hlc, body FROM dev_refused WHERE "
+             "dseq > %llu AND dseq <= %llu",
+             (unsigned long long)server_dseq, (unsigned long long)acked);
+    if ((rc = sdk_exec(db, sql)))
+        return rc;
+    snprintf(sql, sizeof sql, "DELETE FROM dev_refused WHERE dseq > %llu AND dseq <= %llu",
+             (unsigned long long)server_dseq, (unsigned long long)acked);
+    if ((rc = sdk_exec(db, sql)) || (rc = kv_set_u64(db, "acked_dseq", server_dseq)) ||
+        (rc = kv_set_u64(db, "cursor", 0)))
+        return rc;
+    (void)n;
+    return 0;
+}
+
 int outbox_welcome(fieldsync_db *db, uint64_t server_dseq)
 {
-    uint64_t next;
+    uint64_t next, acked;
     int rc = kv_get_u64(db, "next_dseq", &next);
+    if (!rc)
+        rc = kv_get_u64(db, "acked_dseq", &acked);
+    if (!rc && server_dseq < acked)
+        rc = requeue_lost(db, server_dseq, acked);
     if (rc)
         return rc;
     if (next > server_dseq)
@@ -438,7 +632,9 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
     if (!rc && gap)
         rc = sdk_fail(db, FIELDSYNC_ESEQUENCE,
                       "the server is missing earlier changes of this device (ESEQ_GAP): the "
-                      "replica is older than what the server saw; its changes are kept");
+                      "replica is older than what the server saw, or the server was restored "
+                      "from a backup and this replica no longer holds them (refusals "
+                      "dismissed); its changes are kept: enrol the device again");
     return rc;
 }
 

@@ -113,10 +113,15 @@ static int failf(session *s, int code, const char *fmt, ...)
 {
     if (s->state == ST_DONE)
         return code;
+    /* format into a copy first: callers pass db->err itself as an argument ("%s", db->err),
+     * and vsnprintf into the buffer it reads from is undefined (glibc left it empty, so the
+     * reason of a local store failure was lost) */
+    char msg[sizeof s->db->err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->db->err, sizeof s->db->err, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(s->db->err, msg, sizeof msg);
     finish(s, code);
     return code;
 }
@@ -289,7 +294,8 @@ static int on_welcome(session *s, mpr *r, uint32_t count)
     int rc = sdk_begin(db);
     if (!rc && !(rc = kv_set_text(db, "user", user)) &&
         !(rc = kv_set_text(db, "role", db->s->roles[w.role])) &&
-        !(rc = outbox_welcome(db, w.server_dseq)) && !(rc = sdk_save_clock(db)))
+        !(rc = outbox_welcome(db, w.server_dseq)) &&
+        !(rc = outbox_clock_rewind(db, w.server_hlc)) && !(rc = sdk_save_clock(db)))
         rc = sdk_commit(db);
     else if (rc)
         sdk_rollback(db);
@@ -297,6 +303,7 @@ static int on_welcome(session *s, mpr *r, uint32_t count)
         return failf(s, rc, "%s", db->err);
     snprintf(db->user, sizeof db->user, "%s", user);
     db->role = (int)w.role;
+    kv_get_u64(db, "cursor", &s->cursor); /* outbox_welcome resets it after a server restore */
     if (s->cursor > w.log_end) {
         /* the server's log is shorter than our cursor (server restored from a backup):
          * pull from the start; applying twice has no effect */

@@ -102,8 +102,11 @@ echo "== offline week: visits, concurrent edits of one child file, a mandatory r
 for i in "${!VCODES[@]}"; do
   u=${VISITORS[$i]}
   kids=$(cli "$u" --json list children --village "${VCODES[$i]}" | grep -o '"id": "[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/' | head -20)
+  k=0
   for kid in $kids; do
-    cli "$u" visit add --child "$kid" --kind home_visit --at now \
+    # visits spread over the last ten weeks, so that the page shows some overdue ones
+    k=$((k + 1)); at=$(date -d "-$(( (k * 11 + i * 5) % 70 )) days" '+%Y-%m-%dT%H:%M')
+    cli "$u" visit add --child "$kid" --kind home_visit --at "$at" \
       --field "living_situation=与祖辈同住，家中整洁" --field "mood=情绪稳定，见到走访人员很高兴" \
       --field "concerns=爷爷腿脚不便，放学后无人接送" >/dev/null
   done
@@ -113,8 +116,9 @@ cli zhang.min child edit "$C1" --field "name=王小明" --field "school=石门�
 cli zhao.she child edit "$C1" --field "name=王晓明" --field "risk_level=high" >/dev/null
 cli zhao.she record add assessment --field "child=$C1" --field "safety=concern" \
   --field "services=psychological_counseling,guardianship_guidance" >/dev/null 2>&1 || true
+# found two days ago, entered now: already past the 24 h the police have to accept it
 cli li.hua report add --child "${FIRST_CHILD[hx-02]}" --category living_alone \
-  --observed "孩子独自在家三天，祖母住院" >/dev/null
+  --at "$(date -d '-2 days' '+%Y-%m-%dT%H:%M')" --observed "孩子独自在家三天，祖母住院" >/dev/null
 echo "   li.hua filed a mandatory report (强制报告); wang.fang stays out of signal this round"
 
 echo "== back in range (wang.fang still offline)"
@@ -145,10 +149,10 @@ for i in "${!VCODES[@]}"; do
   nk=0; nv=0
   for kid in $kids; do
     nk=$((nk + 1))
-    nv=$((nv + $(cli sun.zhen --json list visits --child "$kid" | grep -o '"type": "visit"' | wc -l)))
+    nv=$((nv + $(cli sun.zhen --json list visits --child "$kid" | { grep -o '"type": "visit"' || true; } | wc -l)))
   done
   nr=0
-  for kid in $(cli sun.zhen --json list reports --all | grep -o '"child": "[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'); do
+  for kid in $(cli sun.zhen --json list reports --all | { grep -o '"child": "[^"]*"' || true; } | sed 's/.*"\([^"]*\)"$/\1/'); do
     case " $(echo $kids) " in *" $kid "*) nr=$((nr + 1)) ;; esac
   done
   ns=$(sqlite3 server.db "SELECT count(*) FROM records WHERE scope = '$v'")

@@ -7,10 +7,19 @@ what=${1:-build}
 pkgs=(gcc make cmake pkg-config libwebsockets-dev libsqlite3-dev libmsgpack-dev libzstd-dev
       libyaml-dev libsodium-dev sqlite3)
 if [ "$what" = test ]; then
-  pkgs+=(clang libclang-rt-14-dev)
+  # clang for the sanitizer build; chromium, Node.js and npm for the supervisor page's
+  # browser test (tests/browser: playwright-core drives the system chromium); CJK fonts so
+  # that its screenshots show Chinese
+  pkgs+=(clang libclang-rt-14-dev chromium nodejs npm fonts-noto-cjk)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
+  # node and npm may come from elsewhere than Debian (nvm, NodeSource): a working command is
+  # enough; chromium must be Debian's (the browser test uses /usr/bin/chromium)
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -56,6 +56,11 @@ static const admin_cmd commands[] = {
     {"export", NULL, "TOWNSHIP [--out FILE] [--type TYPE]", "out type", 1, 1, cmd_export,
      "CSV (UTF-8 with BOM) of the township's ledger of TYPE records (default: the first "
      "type with its own village field, the children)"},
+    {"export-overdue", NULL, "TOWNSHIP [--out FILE] [--ledger FILE]", "out ledger", 1, 1,
+     cmd_export_overdue,
+     "CSV (UTF-8 with BOM) of the township's children overdue for a visit, most overdue first "
+     "(the page's overdue list; intervals from the ledger file, default ledger.yaml beside "
+     "the schema)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -67,5 +67,6 @@ int cmd_device_rotate(admin_ctx *a);
 int cmd_backup(admin_ctx *a);
 int cmd_restore(admin_ctx *a);
 int cmd_export(admin_ctx *a);
+int cmd_export_overdue(admin_ctx *a);
 
 #endif

@@ -195,6 +195,16 @@ int cmd_restore(admin_ctx *a)
     int64_t log_end = scalar(dst, "SELECT coalesce(max(seq), 0) FROM log");
     if (log_end < 0)
         log_end = 0; /* no engine tables yet */
+    /* devices may hold cursors into the log the restore just cut off: the daemon makes each
+     * pull again from 0 (srvdb_restore_mark, handle_pull.c) */
+    fs_error me = {0};
+    if (srvdb_migrate(dst, &me) || srvdb_restore_mark(dst, log_end, &me)) {
+        rc = admin_fail(a, SRV_EXIT_STORE,
+                        "%s restored, but noting the restore for the devices failed: %s; run "
+                        "restore again",
+                        a->db_path, me.msg);
+        goto done;
+    }
     if (a->json) {
         printf("{\"ok\":true,\"restored\":");
         json_str(stdout, in);

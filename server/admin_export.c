@@ -1,99 +1,28 @@
 /*
- * admin_export.c — `export TOWNSHIP [--out FILE] [--type TYPE]`: the township's ledger as CSV.
+ * admin_export.c — the ledger as CSV from the command line:
+ *   export TOWNSHIP [--out FILE] [--type TYPE]   the township's records of TYPE
+ *   export-overdue TOWNSHIP [--out FILE] [--ledger FILE]   children overdue for a visit
  *
- * The 信息台账 a township keeps on paper or in a spreadsheet, from the live store: one row per
- * record of TYPE in the township's villages, current values (the merged state, not the
- * history). Entirely driven by the schema — no type or field name appears in this file:
- *   TYPE       --type, or the first type of the schema with its own `kind: scope` field
- *              (in schema v1: child)
- *   columns    id, then the scope field, then every other field in schema order, headed by
- *              field names
- *   values     text as is; enum by its zh label (code if none); set as zh labels joined by
- *              "、"; bool 是/否; date YYYY-MM-DD; time local "YYYY-MM-DD HH:MM:SS"; ref and id
- *              as uuid text; never-set fields empty
- * Encoding: UTF-8 with a byte-order mark (so spreadsheet programs read the Chinese right),
- * RFC 4180 quoting, CRLF line ends. With --out the file is written to FILE.tmp-PID, fsynced
- * and renamed: a reader never sees half an export.
- *
- * It reads the engine's records table to find the township's records (store.h has no
- * record listing yet) and the engine's field state through store_field_get().
+ * The 信息台账 a township keeps on paper or in a spreadsheet, from the live store. Both
+ * commands call the same writers as the supervisor page's downloads (ledger_csv.c), so the
+ * page and the command line cannot disagree. Entirely driven by the schema and the ledger
+ * configuration — no type or field name appears in this file:
+ *   export          TYPE is --type, or the first type of the schema with its own `kind:
+ *                   scope` field (in schema v1: child); one row per record: id, the scope
+ *                   field, every other field in schema order, headed by field names
+ *   export-overdue  the ledger (ledger.c) of the township's villages at this moment; one row
+ *                   per child on file whose visit is overdue, most overdue first
+ * Encoding: UTF-8 with a byte-order mark, RFC 4180 quoting, CRLF. With --out the file is
+ * written to FILE.tmp-PID, fsynced and renamed: a reader never sees half an export.
  */
 #include "admin.h"
+#include "ledger.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static void csv_field(FILE *f, const char *s, size_t n, bool first)
-{
-    if (!first)
-        fputc(',', f);
-    bool quote = n && (s[0] == ' ' || s[n - 1] == ' ');
-    for (size_t i = 0; i < n && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-    if (!quote) {
-        fwrite(s, 1, n, f);
-        return;
-    }
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"')
-            fputc('"', f);
-        fputc(s[i], f);
-    }
-    fputc('"', f);
-}
-
-static const char *enum_label(const schema_field *fd, int64_t i)
-{
-    if (i < 0 || i >= (int64_t)fd->n_values)
-        return "?";
-    const enum_value *v = &fd->values[i];
-    return v->zh ? v->zh : v->code;
-}
-
-/* Formats v (of field fd) into b. */
-static void format_value(const schema_field *fd, const fs_value *v, strbuf *b)
-{
-    char tmp[64];
-    switch (v->kind) {
-    case VAL_NIL: return;
-    case VAL_STR: sb_append(b, v->u.s.p, v->u.s.len); return;
-    case VAL_BOOL: sb_printf(b, "%s", v->u.b ? "是" : "否"); return;
-    case VAL_REF:
-        rid_to_text(&v->u.ref, tmp);
-        sb_printf(b, "%s", tmp);
-        return;
-    case VAL_SET: {
-        bool any = false;
-        for (uint32_t i = 0; i < fd->n_values && i < 64; i++)
-            if (v->u.set.add >> i & 1) {
-                sb_printf(b, "%s%s", any ? "、" : "", enum_label(fd, i));
-                any = true;
-            }
-        return;
-    }
-    case VAL_INT:
-        switch (fd->kind) {
-        case KIND_ENUM: sb_printf(b, "%s", enum_label(fd, v->u.i)); return;
-        case KIND_DATE:
-            sb_printf(b, "%04lld-%02lld-%02lld", (long long)(v->u.i / 10000),
-                      (long long)(v->u.i / 100 % 100), (long long)(v->u.i % 100));
-            return;
-        case KIND_TIME: {
-            time_t t = (time_t)v->u.i;
-            struct tm tm;
-            localtime_r(&t, &tm);
-            strftime(tmp, sizeof tmp, "%Y-%m-%d %H:%M:%S", &tm);
-            sb_printf(b, "%s", tmp);
-            return;
-        }
-        default: sb_printf(b, "%lld", (long long)v->u.i); return;
-        }
-    }
-}
 
 static const schema_type *export_type(admin_ctx *a, const char *name)
 {
@@ -108,63 +37,89 @@ static const schema_type *export_type(admin_ctx *a, const char *name)
     return NULL;
 }
 
-/* Writes the CSV; returns rows written or -1. */
-static long write_csv(admin_ctx *a, store *st, const schema_type *t, const char *town, FILE *f)
+/* The township's villages as a ledger scope (owned by vn). Exit status or 0. */
+static int township_scope(admin_ctx *a, const char *town, village_names *vn, ledger_scope *sc)
 {
-    const schema_field *scope_f = schema_field_by_num(t, t->scope_field);
-    fputs("\xEF\xBB\xBF", f);
-    csv_field(f, "id", 2, true);
-    csv_field(f, scope_f->name, strlen(scope_f->name), false);
-    for (uint32_t i = 0; i < t->n_fields; i++)
-        if (&t->fields[i] != scope_f)
-            csv_field(f, t->fields[i].name, strlen(t->fields[i].name), false);
-    fputs("\r\n", f);
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(store_db(st),
-                           "SELECT r.id, r.scope FROM records r JOIN srv_villages v "
-                           "ON v.code = r.scope WHERE r.type = ?1 AND v.township = ?2 "
-                           "ORDER BY r.scope, r.id",
-                           -1, &s, NULL))
-        return -1;
-    sqlite3_bind_int(s, 1, t->id);
-    sqlite3_bind_text(s, 2, town, -1, SQLITE_STATIC);
-    long rows = 0;
-    int rc;
-    strbuf b = {0};
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        rid_t id;
-        if (sqlite3_column_bytes(s, 0) != 16)
-            continue;
-        memcpy(id.b, sqlite3_column_blob(s, 0), 16);
-        char text[RID_TEXT_LEN + 1];
-        rid_to_text(&id, text);
-        csv_field(f, text, strlen(text), true);
-        const char *scope = (const char *)sqlite3_column_text(s, 1);
-        csv_field(f, scope, strlen(scope), false);
-        for (uint32_t i = 0; i < t->n_fields; i++) {
-            const schema_field *fd = &t->fields[i];
-            if (fd == scope_f)
-                continue;
-            field_state fs;
-            b.len = 0;
-            if (b.p)
-                b.p[0] = '\0';
-            if (store_field_get(st, &id, fd->num, &fs) == 0)
-                format_value(fd, &fs.value, &b);
-            field_state_destroy(&fs);
-            csv_field(f, b.p ? b.p : "", b.len, false);
-        }
-        fputs("\r\n", f);
-        rows++;
-    }
-    sb_free(&b);
-    sqlite3_finalize(s);
-    return rc == SQLITE_DONE ? rows : -1;
+    if (srvdb_village_names(a->db, town, vn))
+        return admin_fail(a, SRV_EXIT_STORE, "%s: %s", a->db_path, sqlite3_errmsg(a->db));
+    *sc = (ledger_scope){.codes = (const char (*)[33])vn->codes,
+                         .names = (const char (*)[128])vn->names, .n = vn->n};
+    return 0;
 }
 
-int cmd_export(admin_ctx *a)
+/* Where the CSV goes: stdout, or FILE.tmp-PID renamed to FILE by out_close. */
+typedef struct out_file {
+    FILE *f;
+    const char *path;
+    char tmp[4096];
+} out_file;
+
+static int out_open(admin_ctx *a, out_file *o, const char *path)
 {
-    const char *town = a->pos[0], *out = admin_opt(a, "out");
+    o->path = path;
+    o->f = stdout;
+    if (!path)
+        return 0;
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", path, (long)getpid());
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f)
+        return admin_fail(a, SRV_EXIT_STORE, "cannot create %s: %s", o->tmp, strerror(errno));
+    return 0;
+}
+
+/* Finishes the file (rows < 0: the export failed, why in errtext). Exit status or 0. */
+static int out_close(admin_ctx *a, out_file *o, long rows, const char *errtext)
+{
+    if (!o->path) {
+        fflush(stdout);
+        return rows < 0 ? admin_fail(a, SRV_EXIT_STORE, "export failed: %s", errtext) : 0;
+    }
+    bool ok = rows >= 0 && fflush(o->f) == 0 && fsync(fileno(o->f)) == 0;
+    ok = fclose(o->f) == 0 && ok;
+    if (!ok || rename(o->tmp, o->path)) {
+        unlink(o->tmp);
+        return admin_fail(a, SRV_EXIT_STORE, "cannot write %s: %s", o->path,
+                          rows < 0 ? errtext : strerror(errno));
+    }
+    return 0;
+}
+
+/* Opens the store as the admin does (its clock is never saved: the daemon owns it). */
+static int open_store(admin_ctx *a, store **st)
+{
+    fs_error e = {0};
+    if (store_open(a->db_path, a->schema, STORE_AUTHORITY, st, &e))
+        return admin_fail(a, SRV_EXIT_STORE, "%s", e.msg);
+    return 0;
+}
+
+static void close_store(store *st)
+{
+    /* store_close saves a non-zero clock, which could write back an older value than the
+     * running daemon's */
+    store_clock(st)->last = 0;
+    store_close(st);
+}
+
+static void print_done(admin_ctx *a, const char *town, const char *what, long rows,
+                       const char *out)
+{
+    if (a->json) {
+        printf("{\"ok\":true,\"township\":");
+        json_str(stdout, town);
+        printf(",\"type\":");
+        json_str(stdout, what);
+        printf(",\"rows\":%ld,\"out\":", rows);
+        json_str(stdout, out);
+        printf("}\n");
+    } else if (out) {
+        fprintf(stderr, "%ld %s records of township %s written to %s\n", rows, what, town, out);
+    }
+}
+
+/* Common checks of both commands: --json needs --out, schema, store, township. */
+static int export_start(admin_ctx *a, const char *town, const char *out)
+{
     if (a->json && !out)
         return admin_fail(a, SRV_EXIT_USAGE,
                           "with --json give --out FILE: the CSV cannot share stdout with JSON");
@@ -174,57 +129,75 @@ int cmd_export(admin_ctx *a)
     if (!srvdb_township_exists(a->db, town))
         return admin_fail(a, SRV_EXIT_NOTFOUND,
                           "no township '%s': see fieldsyncd admin township list", town);
+    return 0;
+}
+
+int cmd_export(admin_ctx *a)
+{
+    const char *town = a->pos[0], *out = admin_opt(a, "out");
+    int rc = export_start(a, town, out);
+    if (rc)
+        return rc;
     const schema_type *t = export_type(a, admin_opt(a, "type"));
     if (!t || !t->scope_field)
         return admin_fail(a, SRV_EXIT_USAGE,
                           "no record type '%s' with a village in schema version %d",
                           admin_opt(a, "type") ? admin_opt(a, "type") : "(default)",
                           a->schema->version);
-    store *st;
+    village_names vn = {0};
+    ledger_scope sc;
+    store *st = NULL;
+    out_file o;
+    if ((rc = township_scope(a, town, &vn, &sc)) || (rc = open_store(a, &st)) ||
+        (rc = out_open(a, &o, out)))
+        goto done;
+    long rows = csv_write_records(o.f, st, t, &sc);
+    if ((rc = out_close(a, &o, rows, sqlite3_errmsg(store_db(st)))))
+        goto done;
+    print_done(a, town, t->name, rows, out);
+done:
+    if (st)
+        close_store(st);
+    village_names_free(&vn);
+    return rc;
+}
+
+int cmd_export_overdue(admin_ctx *a)
+{
+    const char *town = a->pos[0], *out = admin_opt(a, "out");
+    int rc = export_start(a, town, out);
+    if (rc)
+        return rc;
+    const char *path = admin_opt(a, "ledger");
+    if (!path)
+        path = ledger_default_path(a->schema_path ? a->schema_path : schema_default_path());
+    ledger_cfg *cfg = NULL;
     fs_error e = {0};
-    if (store_open(a->db_path, a->schema, STORE_AUTHORITY, &st, &e))
-        return admin_fail(a, SRV_EXIT_STORE, "%s", e.msg);
-    FILE *f = stdout;
-    char tmp[4096] = "";
-    if (out) {
-        snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
-        f = fopen(tmp, "wb");
-        if (!f) {
-            rc = admin_fail(a, SRV_EXIT_STORE, "cannot create %s: %s", tmp, strerror(errno));
-            goto done;
-        }
-    }
-    long rows = write_csv(a, st, t, town, f);
-    if (out) {
-        bool ok = rows >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        ok = fclose(f) == 0 && ok;
-        if (!ok || rename(tmp, out)) {
-            unlink(tmp);
-            rc = admin_fail(a, SRV_EXIT_STORE, "cannot write %s: %s", out,
-                            rows < 0 ? sqlite3_errmsg(store_db(st)) : strerror(errno));
-            goto done;
-        }
-    } else if (rows < 0) {
-        rc = admin_fail(a, SRV_EXIT_STORE, "export failed: %s", sqlite3_errmsg(store_db(st)));
+    if (ledger_config_load(path, a->schema, &cfg, &e))
+        return admin_fail(a, SRV_EXIT_USAGE, "%s (give the ledger file with --ledger FILE)",
+                          e.msg);
+    village_names vn = {0};
+    ledger_scope sc;
+    store *st = NULL;
+    ledger l = {0};
+    out_file o;
+    if ((rc = township_scope(a, town, &vn, &sc)) || (rc = open_store(a, &st)))
+        goto done;
+    if (ledger_build(st, cfg, &sc, srv_wall_ms(), &l, &e)) {
+        rc = admin_fail(a, SRV_EXIT_STORE, "%s", e.msg);
         goto done;
     }
-    if (a->json) {
-        printf("{\"ok\":true,\"township\":");
-        json_str(stdout, town);
-        printf(",\"type\":");
-        json_str(stdout, t->name);
-        printf(",\"rows\":%ld,\"out\":", rows);
-        json_str(stdout, out);
-        printf("}\n");
-    } else if (out) {
-        fprintf(stderr, "%ld %s records of township %s written to %s\n", rows, t->name, town,
-                out);
-    }
-    rc = SRV_EXIT_OK;
+    if ((rc = out_open(a, &o, out)))
+        goto done;
+    long rows = csv_write_overdue(o.f, cfg, &l);
+    if ((rc = out_close(a, &o, rows, "out of memory")))
+        goto done;
+    print_done(a, town, "overdue", rows, out);
 done:
-    /* the admin never persists the clock: the daemon owns it (store_close saves a non-zero
-     * clock, which could write back an older value than the running daemon's) */
-    store_clock(st)->last = 0;
-    store_close(st);
+    ledger_free(&l);
+    if (st)
+        close_store(st);
+    village_names_free(&vn);
+    ledger_config_free(cfg);
     return rc;
 }

@@ -4,11 +4,16 @@
  * Checks, in this order, each answered with an error that closes (protocol §4 hello, §8):
  *   the address has not failed 20 hellos in the last minute   else AUTH, without checking
  *   the message decodes                                        else BAD_FRAME
+ *   an existing device has not had 5 x 20 wrong tokens (from   else AUTH, without checking
+ *   any addresses) in the last minute
  *   the device exists and the token hashes to its stored hash  else AUTH (one text for both,
  *                                                                   so ids cannot be probed)
  *   the device is not revoked                                  else AUTH
  *   schema_version is not 0                                    else SCHEMA
  *   fewer than 4 sessions of this device are open              else LIMIT
+ * On success the device's last sync and its reported outbox size (hello's optional 10th
+ * element, `pending`) are recorded for the supervisors' device-health view
+ * (srv_device_health) and their pages get a live "device" event.
  * A client clock too far ahead is not a reason to refuse the session: welcome's server_hlc
  * lets the device see the difference, and each change it pushes with such a clock is refused
  * alone (ECLOCK_DRIFT, by the engine).
@@ -20,15 +25,18 @@
 
 #include "mpr.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
-static hello_fail *fail_slot(server *srv, const char *addr, bool create)
+/* Finds (or, with create, takes over the oldest slot for) key in a failure table. */
+static hello_fail *fail_slot(hello_fail *tab, const char *addr, bool create)
 {
     int64_t now = srv_mono_ms();
-    hello_fail *oldest = &srv->fails[0];
+    hello_fail *oldest = &tab[0];
     for (int i = 0; i < SRV_HELLO_FAIL_SLOTS; i++) {
-        hello_fail *f = &srv->fails[i];
+        hello_fail *f = &tab[i];
         if (f->addr[0] && !strcmp(f->addr, addr)) {
             if (now - f->window >= 60000) {
                 f->window = now;
@@ -47,15 +55,63 @@ static hello_fail *fail_slot(server *srv, const char *addr, bool create)
     return oldest;
 }
 
+/* The key of an address in the failure table: an IPv6 address counts by its /64 (one
+ * subscriber's network: an attacker there has 2^64 addresses), IPv4 (and IPv4-mapped IPv6)
+ * by the address. */
+static void addr_key(const char *addr, char *key, size_t cap)
+{
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, addr, &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6)) {
+        memset(a6.s6_addr + 8, 0, 8);
+        char text[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, &a6, text, sizeof text)) {
+            snprintf(key, cap, "%s/64", text);
+            return;
+        }
+    }
+    const char *v4 = !strncmp(addr, "::ffff:", 7) ? addr + 7 : addr;
+    snprintf(key, cap, "%s", v4);
+}
+
 bool hello_blocked(server *srv, const char *addr)
 {
-    hello_fail *f = fail_slot(srv, addr, false);
+    char key[64];
+    addr_key(addr, key, sizeof key);
+    hello_fail *f = fail_slot(srv->fails, key, false);
     return f && srv->cfg.hello_fails && f->count >= srv->cfg.hello_fails;
 }
 
 void hello_failed(server *srv, const char *addr)
 {
-    fail_slot(srv, addr, true)->count++;
+    char key[64];
+    addr_key(addr, key, sizeof key);
+    fail_slot(srv->fails, key, true)->count++;
+}
+
+/* Wrong tokens for one (existing) device, from any addresses: past 5 x --hello-fails in a
+ * minute its hellos are refused unchecked for the rest of that minute. Tokens carry 256
+ * random bits, so this is not what stops guessing; it bounds the work and the noise of a
+ * distributed attempt on one device and makes it visible (warning). The price: whoever
+ * knows a device id and controls enough addresses (or /64s) can keep that device out for a
+ * minute at a time (docs/security.md). Unknown device ids are not tracked: they have no
+ * token to guess, and the table must not be flushable with made-up ids. */
+static bool device_blocked(server *srv, const rid_t *device)
+{
+    char key[RID_TEXT_LEN + 1];
+    rid_to_text(device, key);
+    hello_fail *f = fail_slot(srv->dev_fails, key, false);
+    return f && srv->cfg.hello_fails &&
+           f->count >= srv->cfg.hello_fails * SRV_DEVICE_FAILS_FACTOR;
+}
+
+static void device_failed(server *srv, const rid_t *device, const char *peer)
+{
+    char key[RID_TEXT_LEN + 1];
+    rid_to_text(device, key);
+    hello_fail *f = fail_slot(srv->dev_fails, key, true);
+    if (++f->count == srv->cfg.hello_fails * SRV_DEVICE_FAILS_FACTOR)
+        srv_log(SLOG_WARN, "%u wrong tokens for device %s within a minute (the last from %s): "
+                "its hellos are refused for the rest of the minute", f->count, key, peer);
 }
 
 static int refuse(session *s, int code, bool count_failure, const char *text)
@@ -85,8 +141,13 @@ int handle_hello(session *s, mpr *r, uint32_t count)
     int rc = srvdb_device_get(srv->db, &h.device, &d);
     if (rc == FS_EIO)
         return refuse(s, WERR_INTERNAL, false, "cannot read the device table; try again later");
+    if (rc == 0 && device_blocked(srv, &h.device))
+        return refuse(s, WERR_AUTH, true,
+                      "too many failed hellos for this device: wait a minute");
     static const uint8_t nothing[SRV_TOKEN_HASH_LEN];
     bool ok = auth_token_check(h.token, h.token_len, rc == 0 ? d.token_hash : nothing);
+    if (rc == 0 && !ok)
+        device_failed(srv, &h.device, s->peer);
     if (rc || !ok)
         return refuse(s, WERR_AUTH, true,
                       "unknown device or wrong token: enrol the device again "
@@ -135,7 +196,21 @@ int handle_hello(session *s, mpr *r, uint32_t count)
                      : (uint32_t)srv->schema->version;
     snprintf(s->agent, sizeof s->agent, "%.*s", (int)h.agent_len, h.agent);
     s->state = SS_READY;
+    /* the store was restored since this device last pulled: a cursor beyond the restored log
+     * points into changes that are gone (handle_pull.c makes it start again) */
+    uint64_t restored;
+    if (srvdb_restore_pending(srv->db, &h.device, &restored)) {
+        if (h.cursor > restored) {
+            s->restore_stale = true;
+            s->restore_seq = restored;
+        } else {
+            srvdb_restore_done(srv->db, &h.device);
+        }
+    }
     srvdb_device_seen(srv->db, &h.device, h.agent, h.agent_len); /* best effort */
+    /* device health for the supervisor page: its outbox size and our consumed dseq now */
+    srvdb_device_health(srv->db, &h.device, h.has_pending, h.pending, server_dseq);
+    live_device_event(srv, &h.device, &s->scope);
 
     wire_welcome w = {
         .server_hlc = hlc_now(store_clock(srv->store)),

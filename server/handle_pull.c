@@ -73,10 +73,23 @@ int handle_pull(session *s, mpr *r, uint32_t count)
     }
     if (max == 0 || max > srv->cfg.max_batch)
         max = srv->cfg.max_batch;
+    if (!session_device_valid(s)) /* revoked since hello: not one more page */
+        return -1;
     uint64_t log_end;
     if (store_last_seq(srv->store, &log_end)) {
         session_error(s, WERR_BUSY, false, "cannot read the log now; pull again later");
         return 0;
+    }
+    if (s->restore_stale && cursor > s->restore_seq) {
+        session_error(s, WERR_CURSOR, false,
+                      "the server's store was restored from a backup (log up to %llu): cursor "
+                      "%llu is from before that; reset the cursor to 0 and pull again",
+                      (unsigned long long)s->restore_seq, (unsigned long long)cursor);
+        return 0;
+    }
+    if (s->restore_stale) { /* pulling from before the restore point: consistent again */
+        s->restore_stale = false;
+        srvdb_restore_done(srv->db, &s->device);
     }
     if (cursor > log_end) {
         session_error(s, WERR_CURSOR, false,

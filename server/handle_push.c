@@ -63,7 +63,9 @@ static double seconds_since(const struct timespec *t0)
 static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
 {
     server *srv = s->srv;
-    apply_opts opts = {.authorize = scope_authorize, .on_commit = subscribe_fanout, .ctx = s};
+    apply_opts opts = {.authorize = fault_armed(FAULT_PUSH_IN_TX) ? fault_authorize
+                                                                   : scope_authorize,
+                       .on_commit = subscribe_fanout, .ctx = s};
     apply_raw *raw = NULL;
     for (uint32_t i = 0; i < n; i++) {
         if (items[i].decoded)
@@ -80,6 +82,38 @@ static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
     int rc = store_apply_batch(srv->store, srv->batch, n, &opts, srv->results, e);
     free(raw);
     return rc;
+}
+
+/* A change to a record that exists outside the user's scope is refused (ESCOPE) before the
+ * engine looks at it. The engine runs its own checks (the record's type, roles, lowering,
+ * staleness, duplicate creates of append-only records) before the authorize callback, and
+ * their answers would tell an outsider something about a record it may not see: its type,
+ * that its risk is above some level, that a visit holds given values. Such a change goes to
+ * the engine like an undecodable one (apply_raw): its dseq is consumed and the refusal is
+ * remembered with the change's bytes, so a re-send gets the same answer. Visibility is judged
+ * from what is stored (village, or the stored parent for children scopes), never from what
+ * the change claims. Records created earlier in the same batch are new here: the engine's
+ * authorize decides for them. */
+static void refuse_outside_scope(session *s, push_item *items, uint32_t n)
+{
+    server *srv = s->srv;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!items[i].decoded)
+            continue;
+        const change *c = &srv->batch[i];
+        char scope[128];
+        if (store_record_get(srv->store, &c->record, NULL, scope, sizeof scope))
+            continue; /* a new record (or unreadable now: the engine decides) */
+        bool visible = s->scope.kind == SCOPE_CHILDREN ? scope_sees_record(s, &c->record)
+                                                       : scope_has_village(&s->scope, scope);
+        if (visible)
+            continue;
+        const schema_type *t = schema_type_by_id(srv->schema, c->type);
+        items[i].decoded = false;
+        items[i].code = FS_ESCOPE;
+        snprintf(items[i].msg, sizeof items[i].msg, "this %s is outside your scope",
+                 t ? t->name : "record");
+    }
 }
 
 int handle_push(session *s, mpr *r, uint32_t count)
@@ -116,6 +150,8 @@ int handle_push(session *s, mpr *r, uint32_t count)
             c->role = (uint8_t)s->role;
             items[i].decoded = true;
             items[i].dseq = c->dseq;
+            items[i].raw = start;
+            items[i].raw_len = (size_t)(r->p - start);
             continue;
         }
         push_item *it = &items[i];
@@ -139,6 +175,77 @@ int handle_push(session *s, mpr *r, uint32_t count)
         return -1;
     }
 
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    /* revoked or rotated since hello: the tick closes such sessions within a second; this
+     * keeps a batch from getting in during that second */
+    if (!session_device_valid(s)) {
+        free(items);
+        return -1;
+    }
+    refuse_outside_scope(s, items, n);
+    fault_push_begin(n); /* tests: FIELDSYNC_FAULT (fault.c) */
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = apply_items(s, items, n, &e);
@@ -154,6 +261,7 @@ int handle_push(session *s, mpr *r, uint32_t count)
     }
 
     /* committed: acknowledge */
+    fault_push_at(FAULT_PUSH_AFTER_COMMIT);
     msgpack_packer pk;
     session_packer(srv, &pk);
     rc = wire_pack_push_result_header(&pk, batch, n);
@@ -173,5 +281,6 @@ int handle_push(session *s, mpr *r, uint32_t count)
         return -1;
     }
     session_send(s, srv->out.data, srv->out.size, false);
+    fault_push_sent(s);
     return 0;
 }

@@ -15,6 +15,9 @@
  *
  * There is no answer to subscribe itself: a ping after it returns once it is in effect
  * (answers come in request order).
+ *
+ * The same fan-out feeds the supervisor page's WebSocket (/live, web_live.c) after the
+ * fieldsync.v1 subscribers, and serves changes the server makes itself (server_fanout).
  */
 #include "server.h"
 
@@ -90,10 +93,11 @@ static bool filter_matches(session *t, const char *scope)
     }
 }
 
-void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scope)
+/* Every committed change, from a device's push or from the server itself (the page's
+ * review resolutions): ledger events to subscribed sessions, then live events to the
+ * supervisors' pages (web_live.c). */
+static void fanout(server *srv, const change *c, uint64_t seq, const char *scope)
 {
-    session *pusher = ctx;
-    server *srv = pusher->srv;
     for (session *t = srv->sessions; t; t = t->next) {
         if (t->state != SS_READY || t->sub == SUB_NONE || !filter_matches(t, scope) ||
             !scope_sees(t, c, scope))
@@ -118,4 +122,16 @@ void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scop
         if (session_send(t, srv->tmp.data, srv->tmp.size, true) == 0)
             srv->m.ledger_events++;
     }
+    live_fanout(srv, c, seq, scope);
+}
+
+void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scope)
+{
+    session *pusher = ctx;
+    fanout(pusher->srv, c, seq, scope);
+}
+
+void server_fanout(void *ctx, const change *c, uint64_t seq, const char *scope)
+{
+    fanout(ctx, c, seq, scope);
 }

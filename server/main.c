@@ -19,6 +19,7 @@
  * so it is committed before the flag is even looked at, or never started.
  */
 #include "server.h"
+#include "ledger.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +54,13 @@ static void usage(FILE *f)
             "  --schema FILE         schema file  [$FIELDSYNC_SCHEMA or the built-in path]\n"
             "  --tls-cert FILE       serve wss:// with this certificate (PEM) ...\n"
             "  --tls-key FILE        ... and this private key (PEM)\n"
-            "  --web DIR             serve the files of DIR over HTTP (supervisor page)\n"
+            "  --web DIR             serve the supervisor page from DIR\n"
+            "                        [the source tree's server/web, when it exists]\n"
+            "  --no-web              serve no page files (the /api stays)\n"
+            "  --ledger FILE         the supervisor ledger's configuration\n"
+            "                        [$FIELDSYNC_LEDGER or ledger.yaml beside the schema]\n"
+            "  --session-idle SECS   page sessions end after this long idle  [%d]\n"
+            "  --session-max SECS    ... and this long after login  [%d]\n"
             "  --idle-timeout SECS   hang up sessions silent this long; 0 = never  [%d]\n"
             "  --rate-limit N        messages per second per session; 0 = no limit  [%d]\n"
             "  --hello-fails N       failed hellos per address per minute  [%d]\n"
@@ -62,10 +69,12 @@ static void usage(FILE *f)
             "  -h, --help            this text\n"
             "\n"
             "On start it prints one line, \"fieldsyncd listening on ADDR:PORT\", on stdout.\n"
-            "HTTP on the same port: GET /healthz, GET /metrics; WebSocket: /sync, sub-protocol\n"
-            WIRE_SUBPROTOCOL ". SIGINT or SIGTERM stops it cleanly. Exit status: 0 stopped\n"
-            "cleanly, 1 bad usage or configuration, 3 store error, 4 cannot listen.\n",
-            SRV_IDLE_TIMEOUT_S, SRV_MSG_RATE, SRV_HELLO_FAILS, SRV_LEDGER_QUEUE);
+            "HTTP on the same port: GET /healthz, GET /metrics, the page and its /api;\n"
+            "WebSocket: /sync, sub-protocol " WIRE_SUBPROTOCOL " (devices), /live, sub-protocol\n"
+            LIVE_SUBPROTOCOL " (the page). SIGINT or SIGTERM stops it cleanly. Exit status:\n"
+            "0 stopped cleanly, 1 bad usage or configuration, 3 store error, 4 cannot listen.\n",
+            SRV_WEB_SESSION_IDLE_S, SRV_WEB_SESSION_MAX_S, SRV_IDLE_TIMEOUT_S, SRV_MSG_RATE,
+            SRV_HELLO_FAILS, SRV_LEDGER_QUEUE);
 }
 
 /* "host:port", "[v6]:port". */
@@ -113,11 +122,17 @@ static int parse_args(int argc, char **argv, srv_config *cfg)
     cfg->ledger_queue = SRV_LEDGER_QUEUE;
     cfg->max_frame = WIRE_MAX_FRAME;
     cfg->max_batch = WIRE_MAX_BATCH;
+    cfg->session_idle_s = SRV_WEB_SESSION_IDLE_S;
+    cfg->session_max_s = SRV_WEB_SESSION_MAX_S;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             exit(SRV_EXIT_OK);
+        }
+        if (!strcmp(a, "--no-web")) {
+            cfg->no_web = true;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "fieldsyncd: unknown option or missing value: %s (see --help)\n", a);
@@ -141,6 +156,12 @@ static int parse_args(int argc, char **argv, srv_config *cfg)
             cfg->tls_key = v;
         } else if (!strcmp(a, "--web")) {
             cfg->web_dir = v;
+        } else if (!strcmp(a, "--ledger")) {
+            cfg->ledger_path = v;
+        } else if (!strcmp(a, "--session-idle") && !parse_uint(v, 30 * 86400, &u) && u >= 60) {
+            cfg->session_idle_s = u;
+        } else if (!strcmp(a, "--session-max") && !parse_uint(v, 30 * 86400, &u) && u >= 60) {
+            cfg->session_max_s = u;
         } else if (!strcmp(a, "--idle-timeout") && !parse_uint(v, 86400, &u)) {
             cfg->idle_timeout_s = (int)u;
         } else if (!strcmp(a, "--rate-limit") && !parse_uint(v, 1000000, &u)) {
@@ -176,6 +197,15 @@ static int parse_args(int argc, char **argv, srv_config *cfg)
                     i ? "--tls-key" : "--tls-cert", files[i], strerror(errno));
             return -1;
         }
+    if (cfg->no_web && cfg->web_dir) {
+        fprintf(stderr, "fieldsyncd: --web and --no-web exclude each other\n");
+        return -1;
+    }
+#ifdef FS_WEB_DIR
+    /* the page of the source tree, so that a build from the repository shows it */
+    if (!cfg->web_dir && !cfg->no_web && access(FS_WEB_DIR "/index.html", R_OK) == 0)
+        cfg->web_dir = FS_WEB_DIR;
+#endif
     if (cfg->web_dir && access(cfg->web_dir, R_OK | X_OK) != 0) {
         fprintf(stderr, "fieldsyncd: cannot read --web %s: %s\n", cfg->web_dir, strerror(errno));
         return -1;
@@ -231,6 +261,11 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
     if (changed && villages_reload(srv))
         srv_log(SLOG_WARN, "cannot reload the villages; keeping the previous list");
     sessions_tick(srv, changed);
+    live_tick(srv, changed);
+    if (srv_mono_ms() >= srv->web_expire_at) {
+        srv->web_expire_at = srv_mono_ms() + 60000;
+        web_sessions_expire(srv);
+    }
     lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, LWS_US_PER_SEC);
 }
 
@@ -250,7 +285,7 @@ static void lws_log(int level, const char *line)
 
 static int start_listening(server *srv)
 {
-    static struct lws_protocols protocols[3];
+    static struct lws_protocols protocols[4];
     protocols[0] = (struct lws_protocols){
         .name = "http", .callback = http_callback, .per_session_data_size = http_pss_size(),
         .rx_buffer_size = 4096, .tx_packet_size = 4096};
@@ -258,6 +293,10 @@ static int start_listening(server *srv)
         .name = WIRE_SUBPROTOCOL, .callback = session_callback,
         .per_session_data_size = sizeof(session), .rx_buffer_size = 16384,
         .tx_packet_size = 16384};
+    protocols[2] = (struct lws_protocols){
+        .name = LIVE_SUBPROTOCOL, .callback = live_callback,
+        .per_session_data_size = live_pss_size(), .rx_buffer_size = 1024,
+        .tx_packet_size = 4096};
     /* lws hangs up a TCP peer that answers no WebSocket ping for 45 s (dead links); the
      * protocol's own idle timeout (--idle-timeout) is separate: sessions_tick */
     static const lws_retry_bo_t retry = {.secs_since_valid_ping = 30,
@@ -312,6 +351,17 @@ static int server_open(server *srv, fs_error *e)
         snprintf(dir, sizeof dir, ".");
     if ((rc = wire_dicts_load(dir, &srv->dicts, e)))
         return SRV_EXIT_USAGE;
+    /* the supervisor ledger: an explicit --ledger must load; the default file may be absent
+     * (then the page's data API answers 503 and says why) */
+    const char *lpath = srv->cfg.ledger_path ? srv->cfg.ledger_path
+                                             : ledger_default_path(schema_path);
+    if (srv->cfg.ledger_path || access(lpath, F_OK) == 0) {
+        if ((rc = ledger_config_load(lpath, srv->schema, &srv->ledger, e)))
+            return SRV_EXIT_USAGE;
+    } else {
+        srv_log(SLOG_WARN, "no ledger configuration at %s: the supervisor page has no data "
+                           "(give --ledger FILE)", lpath);
+    }
     if (lock_store(srv))
         return SRV_EXIT_STORE;
     if ((rc = store_open(srv->cfg.db_path, srv->schema, STORE_AUTHORITY, &srv->store, e)))
@@ -342,6 +392,7 @@ static void server_close(server *srv)
     sqlite3_finalize(srv->parent_stmt);
     srv->parent_stmt = NULL;
     store_close(srv->store);
+    ledger_config_free(srv->ledger);
     schema_free(srv->schema);
     wire_codec_free(srv->dec);
     wire_codec_free(srv->enc);
@@ -363,6 +414,8 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &srv.cfg))
         return SRV_EXIT_USAGE;
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    if (fault_init()) /* tests only: FIELDSYNC_FAULT (fault.c) */
+        return SRV_EXIT_USAGE;
     if (auth_init()) {
         srv_log(SLOG_ERROR, "libsodium cannot start");
         return SRV_EXIT_STORE;
@@ -396,6 +449,8 @@ int main(int argc, char **argv)
     srv_log(SLOG_INFO, "store %s, schema version %d, %zu villages, dictionary %u%s",
             srv.cfg.db_path, srv.schema->version, srv.n_villages,
             wire_dicts_latest(srv.dicts), srv.cfg.tls_cert ? ", TLS" : "");
+    srv_log(SLOG_INFO, "supervisor page: %s, ledger %s", srv.cfg.web_dir ? srv.cfg.web_dir : "off",
+            srv.ledger ? srv.ledger->path : "none");
     lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, LWS_US_PER_SEC);
 
     while (!g_stop)
@@ -405,6 +460,7 @@ int main(int argc, char **argv)
     srv_log(SLOG_INFO, "stopping: %u sessions get SHUTDOWN", srv.n_sessions);
     srv.stopping = true;
     sessions_shutdown(&srv);
+    live_shutdown(&srv);
     lws_sul_schedule(srv.ctx, 0, &srv.drain, drain_cb,
                      (lws_usec_t)SRV_SHUTDOWN_GRACE_MS * 1000);
     while (srv.n_sessions && !srv.drain_expired)

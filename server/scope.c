@@ -205,13 +205,13 @@ static bool stored_parent(server *srv, const rid_t *record, rid_t *parent)
 }
 
 /* children scope: the record, or the record it takes its scope from, is assigned. */
-static bool children_sees(session *s, const change *c, const rid_t *record)
+static bool children_sees(server *srv, const user_scope *sc, const change *c,
+                          const rid_t *record)
 {
-    const user_scope *sc = &s->scope;
     if (has_child(sc, record))
         return true;
     if (c) {
-        const schema_type *t = schema_type_by_id(s->srv->schema, c->type);
+        const schema_type *t = schema_type_by_id(srv->schema, c->type);
         const schema_field *f = t && t->scope_field ? schema_field_by_num(t, t->scope_field)
                                                     : NULL;
         if (f && f->kind == KIND_REF) {
@@ -221,35 +221,43 @@ static bool children_sees(session *s, const change *c, const rid_t *record)
         }
     }
     rid_t parent;
-    return stored_parent(s->srv, record, &parent) && has_child(sc, &parent);
+    return stored_parent(srv, record, &parent) && has_child(sc, &parent);
+}
+
+bool scope_user_sees(server *srv, const user_scope *sc, const change *c, const char *scope)
+{
+    if (sc->kind == SCOPE_CHILDREN)
+        return children_sees(srv, sc, c, &c->record);
+    return scope_has_village(sc, scope);
+}
+
+bool scope_user_sees_record(server *srv, const user_scope *sc, const rid_t *record)
+{
+    if (sc->kind == SCOPE_CHILDREN)
+        return children_sees(srv, sc, NULL, record);
+    char scope[128];
+    if (store_record_get(srv->store, record, NULL, scope, sizeof scope))
+        return false;
+    return scope_has_village(sc, scope);
 }
 
 bool scope_sees(session *s, const change *c, const char *scope)
 {
-    if (s->scope.kind == SCOPE_CHILDREN)
-        return children_sees(s, c, &c->record);
-    return scope_has_village(&s->scope, scope);
+    return scope_user_sees(s->srv, &s->scope, c, scope);
 }
 
 bool scope_sees_record(session *s, const rid_t *record)
 {
-    if (s->scope.kind == SCOPE_CHILDREN)
-        return children_sees(s, NULL, record);
-    char scope[128];
-    if (store_record_get(s->srv->store, record, NULL, scope, sizeof scope))
-        return false;
-    return scope_has_village(&s->scope, scope);
+    return scope_user_sees_record(s->srv, &s->scope, record);
 }
 
-int scope_authorize(void *ctx, const change *c, const char *scope_before,
-                    const char *scope_after, fs_error *e)
+int scope_authorize_user(server *srv, const user_scope *sc, const change *c,
+                         const char *scope_before, const char *scope_after, fs_error *e)
 {
-    session *s = ctx;
-    server *srv = s->srv;
     const schema_type *t = schema_type_by_id(srv->schema, c->type);
     const char *tname = t ? t->name : "record";
-    bool children = s->scope.kind == SCOPE_CHILDREN;
-    if (scope_before && !children && !scope_has_village(&s->scope, scope_before))
+    bool children = sc->kind == SCOPE_CHILDREN;
+    if (scope_before && !children && !scope_has_village(sc, scope_before))
         return fs_error_set(e, FS_ESCOPE, "this %s is outside your scope", tname);
     if (!scope_after || !*scope_after)
         return fs_error_set(e, FS_ESCOPE,
@@ -261,7 +269,7 @@ int scope_authorize(void *ctx, const change *c, const char *scope_before,
                             "unknown village '%.40s': an administrator must create it first "
                             "(fieldsyncd admin village add %.40s --township T NAME)",
                             scope_after, scope_after);
-    if (!children && !scope_has_village(&s->scope, scope_after)) {
+    if (!children && !scope_has_village(sc, scope_after)) {
         /* name the village only when the change itself names it */
         const schema_field *f = t && t->scope_field ? schema_field_by_num(t, t->scope_field)
                                                     : NULL;
@@ -272,8 +280,15 @@ int scope_authorize(void *ctx, const change *c, const char *scope_before,
         return fs_error_set(e, FS_ESCOPE, "the record this %s refers to is outside your scope",
                             tname);
     }
-    if (children && !children_sees(s, c, &c->record))
+    if (children && !children_sees(srv, sc, c, &c->record))
         return fs_error_set(e, FS_ESCOPE,
                             "this %s is not one of the children assigned to you", tname);
     return 0;
+}
+
+int scope_authorize(void *ctx, const change *c, const char *scope_before,
+                    const char *scope_after, fs_error *e)
+{
+    session *s = ctx;
+    return scope_authorize_user(s->srv, &s->scope, c, scope_before, scope_after, e);
 }

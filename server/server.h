@@ -15,7 +15,9 @@
  *   scope.c         users' scopes and the store's authorize callback
  *   auth.c          device tokens and user passwords (libsodium)
  *   srvdb.c         the server's own tables (srv_*) in the store's SQLite file
- *   http.c          GET /healthz, /metrics and the --web directory, as a route table
+ *   http.c          HTTP: /healthz, /metrics, /api (web_api.c), the page's files
+ *   ledger*.c       the supervisor ledger: its config file, computation, CSV (ledger.h)
+ *   web_*.c         the supervisor page: API, sessions, live WebSocket (web.h)
  *   metrics.c       counters and the Prometheus text
  *   admin.h, admin*.c  `fieldsyncd admin ...` subcommands
  *   util.c          one-line logs on stderr, clocks, a growable text buffer
@@ -43,6 +45,7 @@
 #define SRV_IDLE_TIMEOUT_S 120
 #define SRV_MSG_RATE 200            /* messages per second per session */
 #define SRV_HELLO_FAILS 20          /* failed hellos per address per minute */
+#define SRV_DEVICE_FAILS_FACTOR 5   /* a device: 5 x that many wrong tokens per minute */
 #define SRV_LEDGER_QUEUE 1000       /* queued ledger events per session before RESYNC */
 #define SRV_TXQ_MAX_BYTES (16u << 20) /* queued output per session before LIMIT */
 #define SRV_TXQ_PAUSE_BYTES (1u << 20) /* stop reading a session that does not read */
@@ -55,6 +58,8 @@
 #define SRV_TOKEN_PREFIX "fs1_"
 #define SRV_TOKEN_LEN 47            /* "fs1_" + 43 chars base64url of 32 bytes */
 #define SRV_TOKEN_HASH_LEN 32       /* BLAKE2b-256 */
+#define SRV_WEB_SESSION_IDLE_S (8 * 3600)  /* page session: idle expiry */
+#define SRV_WEB_SESSION_MAX_S (24 * 3600)  /* page session: absolute expiry */
 
 /* Exit codes of every subcommand (docs/operations.md). */
 enum srv_exit {
@@ -135,6 +140,34 @@ int srvdb_villages(sqlite3 *db, int (*fn)(void *ctx, const char *code, const cha
 bool srvdb_township_exists(sqlite3 *db, const char *code);
 bool srvdb_village_exists(sqlite3 *db, const char *code);
 
+/* After `admin restore`: every device then enrolled may hold a pull cursor into the lost
+ * part of the log, whose sequence numbers the restored store hands out again for other
+ * changes. restore_mark (admin restore) notes the restored log end and every device;
+ * restore_pending says whether dev is still noted (and the log end); restore_done forgets
+ * it once it pulls from a cursor at or below that end. 0 / FS_EIO; pending: false on error. */
+int srvdb_restore_mark(sqlite3 *db, int64_t log_end, fs_error *e);
+bool srvdb_restore_pending(sqlite3 *db, const rid_t *dev, uint64_t *log_end);
+void srvdb_restore_done(sqlite3 *db, const rid_t *dev);
+
+/* Records what a device said in hello for the device-health view: its outbox size (when
+ * has_pending) and the server's consumed dseq at that moment. Returns 0 or FS_EIO. */
+int srvdb_device_health(sqlite3 *db, const rid_t *id, bool has_pending, uint64_t pending,
+                        uint64_t dseq_at);
+
+/* Villages with their display names (and townships), ordered by code. */
+typedef struct village_names {
+    char (*codes)[SRV_CODE_MAX + 1];
+    char (*names)[128];
+    char (*townships)[SRV_CODE_MAX + 1];
+    uint32_t n;
+} village_names;
+/* Fills out (free with village_names_free) with the villages of township, or every village
+ * when township is NULL. Returns 0, FS_ENOMEM or FS_EIO. */
+int srvdb_village_names(sqlite3 *db, const char *township, village_names *out);
+void village_names_free(village_names *v); /* accepts an all-zero value */
+/* The display name of a township. 0, FS_ENOTFOUND or FS_EIO. */
+int srvdb_township_name(sqlite3 *db, const char *code, char *name, size_t cap);
+
 /* Checks a township or village code: 1..32 bytes of [A-Za-z0-9_.-]. */
 bool srv_code_valid(const char *code);
 
@@ -209,6 +242,13 @@ typedef struct session session;
 bool scope_sees(session *s, const change *c, const char *scope);
 /* Same for a record known only by id (review items). */
 bool scope_sees_record(session *s, const rid_t *record);
+/* The same predicates for a user's scope outside a device session (the web page). */
+bool scope_user_sees(server *srv, const user_scope *sc, const change *c, const char *scope);
+bool scope_user_sees_record(server *srv, const user_scope *sc, const rid_t *record);
+/* The authorize rule for a change made by a user with scope sc (e.g. the page's review
+ * resolutions); scope_authorize applies it to the pushing session. */
+int scope_authorize_user(server *srv, const user_scope *sc, const change *c,
+                         const char *scope_before, const char *scope_after, fs_error *e);
 /* store_authorize_fn: ctx is the pushing session. */
 int scope_authorize(void *ctx, const change *c, const char *scope_before,
                     const char *scope_after, fs_error *e);
@@ -255,12 +295,15 @@ struct session {
     user_scope scope;
     uint32_t version;          /* min(device's schema version, server's) */
     uint32_t dict;             /* dictionary used towards the device */
+    bool restore_stale;        /* its cursor is from before a restore of the store: pulls */
+    uint64_t restore_seq;      /* from above restore_seq get CURSOR (reset to 0) */
     char agent[64];
     /* subscription */
     sub_kind sub;
     char sub_code[SRV_CODE_MAX + 1];
     /* limits */
     int64_t last_rx;           /* srv_mono_ms() when bytes last arrived */
+    int64_t last_msg;          /* srv_mono_ms() when the last whole message arrived (or open) */
     int64_t rate_window;       /* start of the current one-second window */
     unsigned rate_count;
 };
@@ -274,6 +317,10 @@ typedef struct srv_config {
     const char *schema_path;
     const char *tls_cert, *tls_key;
     const char *web_dir;       /* NULL: no static files */
+    bool no_web;               /* --no-web: not even the built-in page directory */
+    const char *ledger_path;   /* --ledger FILE; NULL: ledger.yaml beside the schema */
+    unsigned session_idle_s;   /* page sessions end after this long without a request */
+    unsigned session_max_s;    /* ... and this long after login */
     int idle_timeout_s;
     unsigned msg_rate;         /* 0 = unlimited */
     unsigned hello_fails;      /* failed hellos per address per minute */
@@ -317,7 +364,12 @@ struct server {
     change *batch;             /* WIRE_MAX_BATCH decoded changes (scratch) */
     apply_result *results;     /* WIRE_MAX_BATCH results (scratch) */
     change ledger_change;      /* a committed change, downgraded for one subscriber */
+    struct ledger_cfg *ledger; /* owned; NULL: no ledger file, the page's data API is off */
+    struct live_conn *live;    /* the supervisor pages' live WebSockets (web_live.c) */
+    unsigned n_live;
+    int64_t web_expire_at;     /* srv_mono_ms() of the next purge of expired page sessions */
     hello_fail fails[SRV_HELLO_FAIL_SLOTS];
+    hello_fail dev_fails[SRV_HELLO_FAIL_SLOTS]; /* by device id: wrong tokens for a device */
 };
 
 /* Session API used by the handlers. */
@@ -329,6 +381,9 @@ void session_error(session *s, int code, bool closes, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Resets srv->out and returns a packer writing into it. */
 void session_packer(server *srv, msgpack_packer *pk);
+/* Re-reads the session's device: false (after queueing AUTH, which closes) when it was
+ * revoked or its token rotated since hello. A table that cannot be read counts as valid. */
+bool session_device_valid(session *s);
 /* Sessions of this device that completed hello. */
 unsigned session_count_device(server *srv, const rid_t *device);
 /* SHUTDOWN to every session (main.c calls it once on a signal). */
@@ -343,12 +398,34 @@ int handle_push(session *s, struct mpr *r, uint32_t count);
 int handle_pull(session *s, struct mpr *r, uint32_t count);
 int handle_subscribe(session *s, struct mpr *r, uint32_t count);
 int handle_reviews(session *s, struct mpr *r, uint32_t count);
-/* store_commit_fn: sends ledger events to subscribed sessions (ctx is the server). */
+/* store_commit_fn: sends ledger events to subscribed sessions and live events to the
+ * supervisor pages; ctx is the pushing session. */
 void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scope);
+/* The same for a change the server itself committed; ctx is the server. */
+void server_fanout(void *ctx, const change *c, uint64_t seq, const char *scope);
 
 /* Hello rate limiting per address (handle_hello.c). */
 bool hello_blocked(server *srv, const char *addr);
 void hello_failed(server *srv, const char *addr);
+
+/* ---- the supervisor page's live channel (web_live.c) ------------------------------ */
+
+/* Live events for a committed change, to every page whose user sees it. */
+void live_fanout(server *srv, const change *c, uint64_t seq, const char *scope);
+/* A device connected or went away: pages whose villages meet the device user's scope. */
+void live_device_event(server *srv, const rid_t *device, const user_scope *device_scope);
+/* Closes the live sockets of a page session (logout). */
+void live_close_session(server *srv, const uint8_t hash[SRV_TOKEN_HASH_LEN]);
+/* Closes every live socket (shutdown). */
+void live_shutdown(server *srv);
+/* Once a second: expired sessions close their sockets; scopes follow admin changes. */
+void live_tick(server *srv, bool admin_changed);
+/* Forgets expired page sessions (web_session.c; called from the tick). */
+void web_sessions_expire(server *srv);
+int live_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+size_t live_pss_size(void);
+#define LIVE_SUBPROTOCOL "fieldsync.live.v1"
 
 /* ---- lws protocols (session.c, http.c) ------------------------------------------- */
 
@@ -357,6 +434,26 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len);
 size_t http_pss_size(void);
+
+/* ---- fault.c: kill -9 at chosen points of a push (tests only; FIELDSYNC_FAULT) ------ */
+
+typedef enum fault_point {
+    FAULT_NONE,
+    FAULT_PUSH_BEFORE_TX,    /* decoded, before BEGIN */
+    FAULT_PUSH_IN_TX,        /* inside the transaction, after the batch's first change */
+    FAULT_PUSH_AFTER_COMMIT, /* COMMIT returned, push_result not queued */
+    FAULT_PUSH_AFTER_SEND    /* push_result written to the socket */
+} fault_point;
+
+int fault_init(void);                  /* reads FIELDSYNC_FAULT; -1 if it is malformed */
+bool fault_armed(fault_point p);
+void fault_push_begin(uint32_t n);     /* a push of n changes reaches the apply stage */
+void fault_push_at(fault_point p);     /* kills when p is armed for this push */
+void fault_push_sent(session *s);      /* the push_result was just queued on s */
+void fault_frame_written(const txframe *f); /* session.c: f was just written */
+/* store_authorize_fn: scope_authorize, killing first at push_in_tx when armed */
+int fault_authorize(void *ctx, const change *c, const char *scope_before,
+                    const char *scope_after, fs_error *e);
 
 /* ---- admin.c ---------------------------------------------------------------------- */
 

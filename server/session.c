@@ -167,22 +167,27 @@ void sessions_shutdown(server *srv)
 
 /* Re-reads the device and the user's scope after the admin changed the tables: a revoked
  * device or a rotated token ends the session, a changed scope applies from now on. */
-static void session_refresh(session *s)
+bool session_device_valid(session *s)
 {
-    server *srv = s->srv;
     srv_device d;
-    int rc = srvdb_device_get(srv->db, &s->device, &d);
+    int rc = srvdb_device_get(s->srv->db, &s->device, &d);
     if (rc == FS_ENOTFOUND || (!rc && d.revoked_ms)) {
         session_error(s, WERR_AUTH, true, "device revoked: enrol the device again");
-        return;
+        return false;
     }
     if (!rc && memcmp(d.token_hash, s->token_hash, sizeof d.token_hash)) {
         session_error(s, WERR_AUTH, true,
                       "the device's token was replaced: connect again with the new token");
-        return;
+        return false;
     }
-    if (rc)
-        return; /* keep the old view; read again at the next admin change */
+    return true; /* or the table cannot be read now: keep the old view */
+}
+
+static void session_refresh(session *s)
+{
+    server *srv = s->srv;
+    if (!session_device_valid(s))
+        return;
     srv_user u;
     if (srvdb_user_get(srv->db, s->user.id, &u))
         return;
@@ -200,6 +205,12 @@ void sessions_tick(server *srv, bool admin_changed)
         if (s->state != SS_CLOSING && srv->cfg.idle_timeout_s > 0 &&
             now - s->last_rx >= (int64_t)srv->cfg.idle_timeout_s * 1000)
             session_error(s, WERR_IDLE, true, "no message for %d s", srv->cfg.idle_timeout_s);
+        else if (s->state != SS_CLOSING && srv->cfg.idle_timeout_s > 0 &&
+                 now - s->last_msg >= 2 * (int64_t)srv->cfg.idle_timeout_s * 1000)
+            /* bytes keep coming but no message completes: a trickle (slowloris) that would
+             * otherwise hold the session and its buffer for ever */
+            session_error(s, WERR_IDLE, true, "no complete message for %d s: sending too slowly",
+                          2 * srv->cfg.idle_timeout_s);
         else if (s->state == SS_READY && admin_changed)
             session_refresh(s);
         if (s->state == SS_CLOSING && now - s->closing_since > SRV_CLOSE_GRACE_S * 1000)
@@ -319,7 +330,7 @@ static void session_open(server *srv, session *s, struct lws *wsi)
     s->srv = srv;
     s->wsi = wsi;
     s->state = SS_CONNECTED;
-    s->last_rx = s->rate_window = srv_mono_ms();
+    s->last_rx = s->last_msg = s->rate_window = srv_mono_ms();
     lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
     s->next = srv->sessions;
     if (srv->sessions)
@@ -343,6 +354,8 @@ static void session_gone(server *srv, session *s)
     srv->n_sessions--;
     queue_clear(s);
     free(s->rx);
+    if (s->user.id) /* it had said hello: supervisors' device views change (online, refused) */
+        live_device_event(srv, &s->device, &s->scope);
     scope_free(&s->scope);
     if (s->state != SS_CONNECTED)
         srv_log(SLOG_DEBUG, "%s: session closed", s->peer);
@@ -379,6 +392,7 @@ static void session_rx(session *s, const void *in, size_t len)
     s->rx_len += len;
     if (!lws_is_final_fragment(s->wsi))
         return;
+    s->last_msg = srv_mono_ms();
     session_message(s, s->rx, s->rx_len);
     s->rx_len = 0;
     s->rx_text = false;
@@ -407,6 +421,7 @@ static int session_writeable(session *s)
     if (n < 0)
         return -1;
     s->srv->m.bytes_out += f->len;
+    fault_frame_written(f); /* tests: FIELDSYNC_FAULT=push_after_send (fault.c) */
     s->q_head = f->next;
     if (!s->q_head)
         s->q_tail = NULL;

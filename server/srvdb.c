@@ -14,6 +14,20 @@
  *               last_agent)               id: 16 bytes; token_hash: BLAKE2b-256 of the token
  *                                         (the token itself is never stored); revoked_ms 0
  *                                         while valid
+ *   srv_device_health(device, pending, dseq_at, hello_ms)
+ *                                         at the device's last hello: its outbox size (NULL
+ *                                         when its hello did not say) and the server's
+ *                                         consumed dseq then, so pending after that session
+ *                                         is pending - (consumed now - dseq_at)
+ *   srv_web_sessions(token_hash, user, csrf, created_ms, last_ms, addr)
+ *                                         supervisor page sessions: BLAKE2b-256 of the cookie
+ *                                         token, the CSRF token, times for expiry
+ *   srv_web_devices(user, device, created_ms)  the device id under which the page's changes
+ *                                         of that user are authored (web_review.c)
+ *   srv_restore(device)                   devices enrolled when the store was restored from
+ *                                         a backup that have not pulled since from a cursor
+ *                                         at or below the restored log end (srv_meta key
+ *                                         "restored_log_end"); see srvdb_restore_mark
  * Codes are unique across townships and villages together, so a subscribe scope names one
  * or the other without ambiguity.
  *
@@ -24,6 +38,7 @@
 #include "server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -45,7 +60,20 @@ static const char *const srv_migration =
     "  label TEXT NOT NULL DEFAULT '', token_hash BLOB NOT NULL, created_ms INTEGER NOT NULL,"
     "  revoked_ms INTEGER NOT NULL DEFAULT 0, last_seen_ms INTEGER NOT NULL DEFAULT 0,"
     "  last_agent TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS srv_devices_user ON srv_devices(user);";
+    "CREATE INDEX IF NOT EXISTS srv_devices_user ON srv_devices(user);"
+    /* devices that have not pulled since the store was restored (admin restore) */
+    "CREATE TABLE IF NOT EXISTS srv_restore(device BLOB PRIMARY KEY) WITHOUT ROWID;"
+    /* device health: what the device said at its last hello (protocol §4: pending) */
+    "CREATE TABLE IF NOT EXISTS srv_device_health(device BLOB PRIMARY KEY,"
+    "  pending INTEGER, dseq_at INTEGER NOT NULL, hello_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    /* supervisor page: sessions (token stored hashed) and one device per web user, the
+     * author device of the changes the page makes (review resolutions) */
+    "CREATE TABLE IF NOT EXISTS srv_web_sessions(token_hash BLOB PRIMARY KEY,"
+    "  user INTEGER NOT NULL, csrf TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    "  last_ms INTEGER NOT NULL, addr TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS srv_web_sessions_user ON srv_web_sessions(user);"
+    "CREATE TABLE IF NOT EXISTS srv_web_devices(user INTEGER PRIMARY KEY,"
+    "  device BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL);";
 
 int srvdb_exec(sqlite3 *db, const char *sql, fs_error *e)
 {
@@ -238,6 +266,47 @@ bool srvdb_village_exists(sqlite3 *db, const char *code)
     return exists(db, "SELECT 1 FROM srv_villages WHERE code = ?1", code);
 }
 
+int srvdb_restore_mark(sqlite3 *db, int64_t log_end, fs_error *e)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "BEGIN IMMEDIATE; DELETE FROM srv_restore;"
+             "INSERT INTO srv_restore(device) SELECT id FROM srv_devices;"
+             "INSERT OR REPLACE INTO srv_meta(key, value) VALUES ('restored_log_end', '%lld');"
+             "COMMIT;",
+             (long long)log_end);
+    int rc = srvdb_exec(db, sql, e);
+    if (rc)
+        srvdb_exec(db, "ROLLBACK", NULL);
+    return rc;
+}
+
+bool srvdb_restore_pending(sqlite3 *db, const rid_t *dev, uint64_t *log_end)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT value FROM srv_meta WHERE key = 'restored_log_end') "
+                           "FROM srv_restore WHERE device = ?1",
+                           -1, &s, NULL))
+        return false;
+    sqlite3_bind_blob(s, 1, dev->b, 16, SQLITE_STATIC);
+    bool pending = sqlite3_step(s) == SQLITE_ROW;
+    if (pending)
+        *log_end = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return pending;
+}
+
+void srvdb_restore_done(sqlite3 *db, const rid_t *dev)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, "DELETE FROM srv_restore WHERE device = ?1", -1, &s, NULL))
+        return;
+    sqlite3_bind_blob(s, 1, dev->b, 16, SQLITE_STATIC);
+    sqlite3_step(s); /* best effort: failing, the device just gets CURSOR once more */
+    sqlite3_finalize(s);
+}
+
 bool srv_code_valid(const char *code)
 {
     size_t n = strlen(code);
@@ -250,4 +319,89 @@ bool srv_code_valid(const char *code)
             return false;
     }
     return true;
+}
+
+int srvdb_device_health(sqlite3 *db, const rid_t *id, bool has_pending, uint64_t pending,
+                        uint64_t dseq_at)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT OR REPLACE INTO srv_device_health(device, pending, dseq_at, "
+                           "hello_ms) VALUES (?1, ?2, ?3, ?4)",
+                           -1, &s, NULL))
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, id->b, 16, SQLITE_STATIC);
+    if (has_pending)
+        sqlite3_bind_int64(s, 2, pending > INT64_MAX ? INT64_MAX : (sqlite3_int64)pending);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)dseq_at);
+    sqlite3_bind_int64(s, 4, srv_wall_ms());
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+void village_names_free(village_names *v)
+{
+    free(v->codes);
+    free(v->names);
+    free(v->townships);
+    memset(v, 0, sizeof *v);
+}
+
+int srvdb_village_names(sqlite3 *db, const char *township, village_names *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db,
+                           township ? "SELECT code, name, township FROM srv_villages "
+                                      "WHERE township = ?1 ORDER BY code"
+                                    : "SELECT code, name, township FROM srv_villages "
+                                      "ORDER BY code",
+                           -1, &s, NULL))
+        return FS_EIO;
+    if (township)
+        sqlite3_bind_text(s, 1, township, -1, SQLITE_STATIC);
+    uint32_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap = cap ? cap * 2 : 32;
+            void *a = realloc(out->codes, cap * sizeof *out->codes);
+            if (a)
+                out->codes = a;
+            void *b = realloc(out->names, cap * sizeof *out->names);
+            if (b)
+                out->names = b;
+            void *c = realloc(out->townships, cap * sizeof *out->townships);
+            if (c)
+                out->townships = c;
+            if (!a || !b || !c) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+        }
+        copy_text(out->codes[out->n], sizeof out->codes[out->n], s, 0);
+        copy_text(out->names[out->n], sizeof out->names[out->n], s, 1);
+        copy_text(out->townships[out->n], sizeof out->townships[out->n], s, 2);
+        out->n++;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        village_names_free(out);
+        return rc == SQLITE_NOMEM ? FS_ENOMEM : FS_EIO;
+    }
+    return 0;
+}
+
+int srvdb_township_name(sqlite3 *db, const char *code, char *name, size_t cap)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, "SELECT name FROM srv_townships WHERE code = ?1", -1, &s, NULL))
+        return FS_EIO;
+    sqlite3_bind_text(s, 1, code, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        copy_text(name, cap, s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FS_ENOTFOUND : FS_EIO;
 }

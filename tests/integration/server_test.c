@@ -1406,7 +1406,7 @@ static void test_http(int argc, char **argv)
         }
     fsc_close(&a);
     CHECK_INT(daemon_stop(&w.d, SIGTERM), ==, 0);
-    daemon_start(t, &w.d, NULL); /* without --web */
+    daemon_start(t, &w.d, "--no-web", NULL); /* no page files (not even the built-in) */
     CHECK_INT(http_get(w.d.port, "/", NULL, body, sizeof body), ==, 404);
     world_done(&w);
 }
