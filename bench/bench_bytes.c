@@ -23,10 +23,11 @@
  *                      protocol asks (no dictionary id, checksum or content size), even when
  *                      it is larger than raw (the wire would then send raw).
  *   zstd + dict 1      wire_frame_encode(dict 1): exactly what the engine sends today.
- *   zstd + dict 1 (p)  the same with the frame parameters the protocol specifies honoured
- *                      (ZSTD_CCtx_refCDict + ZSTD_compress2); wire.c uses
+ *   zstd + dict 1 (p)  the same with the frame parameters the protocol specifies set here
+ *                      (ZSTD_CCtx_refCDict + ZSTD_compress2). wire.c used to call
  *                      ZSTD_compress_usingCDict, which hard-codes dictionary id and content
- *                      size into every zstd frame. Shown so the difference is measured.
+ *                      size into every zstd frame; it now does what this row does, so the
+ *                      two rows must be equal: the row stays as a check.
  *
  * Frame bytes are the WebSocket payload; a device's WebSocket header adds 6 bytes per
  * message (8 from 126 bytes of payload: 2-4 header + 4 mask), reported with the targets.

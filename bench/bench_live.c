@@ -50,6 +50,7 @@ typedef struct probe {
     bool subscribed;
     double last_probe, last_ping;
     bool ping_out;                /* a ping is waiting for its pong (one at a time) */
+    double last_sub_ping;         /* the subscriber's keep-alive (the server's idle timeout) */
     uint64_t ping_nonce;
     double ping_sent[64];         /* by nonce % 64 */
     double *sent;                 /* by dseq - 1 */
@@ -174,6 +175,17 @@ static void probe_tick(void *ctx)
         p->ping_sent[p->ping_nonce % 64] = now;
         wire_pack_ping(&pk, false, p->ping_nonce++);
         bh_dev_send(&p->dev, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    /* the subscriber only listens: a ping now and then keeps it from the idle timeout */
+    if (now - p->last_sub_ping >= 20.0) {
+        p->last_sub_ping = now;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        wire_pack_ping(&pk, false, 0);
+        bh_dev_send(&p->sub, sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
     }
     /* one change in flight at most: a probe waits for its result (protocol §5) */

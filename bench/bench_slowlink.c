@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -293,6 +294,7 @@ static int proxy_start(proxy *p, const options *o, int server_port, long drop_at
         return -1;
     p->pid = fork();
     if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(pfd[1], 1);
         close(pfd[0]);
         close(pfd[1]);

@@ -332,11 +332,18 @@ int outbox_clock_rewind(fieldsync_db *db, uint64_t server_hlc)
     if (hlc_physical_ms(clk->last) <= bound_ms)
         return 0;
     uint64_t bound = hlc_make(bound_ms, 0xffff), floor = server_hlc;
+    /* the floor stays above every clock the server may still accept (server_hlc bounds its
+     * wall clock from above): what it accepted (the log), what was sent and is waiting for
+     * an answer (numbered: those bytes cannot change), and the unsent changes that are not
+     * stamped again below; so a new change never sorts before one of the device's own */
+    uint64_t server_bound = hlc_make(hlc_physical_ms(server_hlc) + (uint64_t)clk->max_drift_ms,
+                                     0xffff);
     char sql[200];
-    static const char *const tables[] = {"log", "dev_outbox"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(sql, sizeof sql, "SELECT coalesce(max(hlc), 0) FROM %s WHERE hlc BETWEEN 0 AND %lld",
-                 tables[i], (long long)bound);
+    static const char *const where[] = {"log WHERE", "dev_outbox WHERE dseq IS NOT NULL AND",
+                                        "dev_outbox WHERE dseq IS NULL AND"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql, "SELECT coalesce(max(hlc), 0) FROM %s hlc BETWEEN 0 AND %lld",
+                 where[i], (long long)(i < 2 ? server_bound : bound));
         int64_t m = sdk_count(db, sql);
         if (m > 0 && (uint64_t)m > floor)
             floor = (uint64_t)m;

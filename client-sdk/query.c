@@ -108,6 +108,16 @@ static int query(fieldsync_db *db, const char *type, const char *village, const 
     sqlite3_finalize(s);
     if (rc == FIELDSYNC_ENOMEM)
         sdk_fail(db, rc, "out of memory");
+    /* one read transaction for all the loads (each load runs dozens of statements, each
+     * otherwise its own transaction with its own lock calls); the callbacks run after it,
+     * so they may write */
+    bool own_txn = sqlite3_get_autocommit(db->sql) != 0;
+    if (!rc && own_txn && sqlite3_exec(db->sql, "BEGIN", NULL, NULL, NULL))
+        rc = sdk_sqlfail(db, "query");
+    fieldsync_record **recs = ids.n ? calloc(ids.n, sizeof *recs) : NULL;
+    size_t nrec = 0;
+    if (ids.n && !recs && !rc)
+        rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
     for (size_t i = 0; i < ids.n && !rc; i++) {
         fieldsync_record *rec;
         rc = record_load_id(db, &ids.v[i], &rec);
@@ -118,10 +128,24 @@ static int query(fieldsync_db *db, const char *type, const char *village, const 
         if (rc)
             break;
         if (view_matches(db, rec, t, village, parent_id ? &parent : NULL) && (!keep || keep(rec)))
-            if (cb(ctx, rec))
-                i = ids.n;
-        fieldsync_record_free(rec);
+            recs[nrec++] = rec;
+        else
+            fieldsync_record_free(rec);
     }
+    if (own_txn && !sqlite3_get_autocommit(db->sql))
+        sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
+    size_t i = 0;
+    for (; i < nrec && !rc; i++) {
+        int stop = cb(ctx, recs[i]);
+        fieldsync_record_free(recs[i]);
+        if (stop) {
+            i++;
+            break;
+        }
+    }
+    for (; i < nrec; i++)
+        fieldsync_record_free(recs[i]);
+    free(recs);
     free(ids.v);
     return rc;
 }

@@ -112,7 +112,35 @@ int handle_pull(session *s, mpr *r, uint32_t count)
     srv->tmp.size = 0;
     msgpack_packer_init(&p->pk, &srv->tmp, msgpack_sbuffer_write);
     int rc = 0;
-    while (p->taken < max && srv->tmp.size < SRV_PULL_SOFT_BYTES && p->last < log_end &&
+    if (s->scope.kind != SCOPE_CHILDREN) {
+        /* village scopes: only the rows of the user's villages, through the log's (scope,
+         * seq) index, so a pull costs what the device receives, not the whole log */
+        size_t cap = 3 + s->scope.n_villages * (SRV_CODE_MAX + 3);
+        char *json = malloc(cap);
+        if (!json) {
+            free(p);
+            session_error(s, WERR_INTERNAL, true, "out of memory");
+            return -1;
+        }
+        size_t n = 0;
+        json[n++] = '[';
+        for (size_t i = 0; i < s->scope.n_villages; i++)
+            n += (size_t)snprintf(json + n, cap - n, "%s\"%s\"", i ? "," : "",
+                                  s->scope.villages[i]);
+        json[n++] = ']';
+        json[n] = '\0';
+        uint64_t before = p->last, last;
+        size_t scanned = p->scanned;
+        rc = store_log_scan_scopes(srv->store, p->last, max, json, pull_row, p, &last);
+        free(json);
+        /* fewer rows than the LIMIT, and the callback did not stop early (max taken, soft
+         * size): every row of those villages up to the log end was visited */
+        if (!rc && p->scanned - scanned < max && p->taken < max &&
+            srv->tmp.size < SRV_PULL_SOFT_BYTES && !p->oom)
+            p->last = log_end > before ? log_end : before;
+    }
+    while (s->scope.kind == SCOPE_CHILDREN && p->taken < max &&
+           srv->tmp.size < SRV_PULL_SOFT_BYTES && p->last < log_end &&
            p->scanned < SRV_PULL_SCAN_ROWS) {
         uint64_t before = p->last, last;
         size_t chunk = SRV_PULL_SCAN_ROWS - p->scanned;

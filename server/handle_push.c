@@ -32,9 +32,17 @@ typedef struct push_item {
     uint64_t dseq;
     int code;              /* decoding failure */
     char msg[200];
-    const uint8_t *raw;    /* the change's bytes (undecoded only) */
+    const uint8_t *raw;    /* the change's bytes (undecoded, or refused outside scope) */
     size_t raw_len;
+    uint8_t *owned;        /* raw, when it was made here (refuse_outside_scope); freed */
 } push_item;
+
+static void items_free(push_item *items, uint32_t n)
+{
+    for (uint32_t i = 0; items && i < n; i++)
+        free(items[i].owned);
+    free(items);
+}
 
 /* Reads the dseq (5th element) of something shaped like a push-form change. */
 static int lenient_dseq(const mpr *r, uint64_t *dseq)
@@ -90,15 +98,20 @@ static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
  * their answers would tell an outsider something about a record it may not see: its type,
  * that its risk is above some level, that a visit holds given values. Such a change goes to
  * the engine like an undecodable one (apply_raw): its dseq is consumed and the refusal is
- * remembered with the change's bytes, so a re-send gets the same answer. Visibility is judged
+ * remembered with the change's full form, the bytes the engine itself remembers a refusal
+ * by, so a re-send gets the same answer whichever path it takes. Visibility is judged
  * from what is stored (village, or the stored parent for children scopes), never from what
  * the change claims. Records created earlier in the same batch are new here: the engine's
- * authorize decides for them. */
+ * authorize decides for them. A re-send (a dseq already consumed) is left to the engine,
+ * which answers it as it did the first time: its record may have left the user's scope since
+ * (a scope changed by the admin), and the answer must stay "duplicate", not a mismatch. */
 static void refuse_outside_scope(session *s, push_item *items, uint32_t n)
 {
     server *srv = s->srv;
+    uint64_t consumed = 0;
+    store_device_seq(srv->store, &s->device, &consumed);
     for (uint32_t i = 0; i < n; i++) {
-        if (!items[i].decoded)
+        if (!items[i].decoded || items[i].dseq <= consumed)
             continue;
         const change *c = &srv->batch[i];
         char scope[128];
@@ -108,7 +121,18 @@ static void refuse_outside_scope(session *s, push_item *items, uint32_t n)
                                                        : scope_has_village(&s->scope, scope);
         if (visible)
             continue;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (change_pack(&pk, c, true)) {
+            msgpack_sbuffer_destroy(&sb);
+            continue; /* out of memory: the engine decides (after the other checks) */
+        }
         const schema_type *t = schema_type_by_id(srv->schema, c->type);
+        items[i].owned = (uint8_t *)sb.data; /* msgpack_sbuffer_destroy frees sb.data */
+        items[i].raw = items[i].owned;
+        items[i].raw_len = sb.size;
         items[i].decoded = false;
         items[i].code = FS_ESCOPE;
         snprintf(items[i].msg, sizeof items[i].msg, "this %s is outside your scope",
@@ -150,8 +174,6 @@ int handle_push(session *s, mpr *r, uint32_t count)
             c->role = (uint8_t)s->role;
             items[i].decoded = true;
             items[i].dseq = c->dseq;
-            items[i].raw = start;
-            items[i].raw_len = (size_t)(r->p - start);
             continue;
         }
         push_item *it = &items[i];
@@ -182,69 +204,6 @@ int handle_push(session *s, mpr *r, uint32_t count)
         return -1;
     }
     refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
-    /* revoked or rotated since hello: the tick closes such sessions within a second; this
-     * keeps a batch from getting in during that second */
-    if (!session_device_valid(s)) {
-        free(items);
-        return -1;
-    }
-    refuse_outside_scope(s, items, n);
     fault_push_begin(n); /* tests: FIELDSYNC_FAULT (fault.c) */
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -256,7 +215,7 @@ int handle_push(session *s, mpr *r, uint32_t count)
                       "the server cannot store now (%s): nothing from this batch was "
                       "acknowledged; retry later",
                       fs_strerror(rc));
-        free(items);
+        items_free(items, n);
         return 0;
     }
 
@@ -275,7 +234,7 @@ int handle_push(session *s, mpr *r, uint32_t count)
         }
         rc = wire_pack_result(&pk, &wr);
     }
-    free(items);
+    items_free(items, n);
     if (rc) {
         session_error(s, WERR_INTERNAL, true, "out of memory");
         return -1;

@@ -28,7 +28,7 @@
 
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_SCAN, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
+    S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
     S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_CHILD_SCOPE,
     S_FIELD_GET, S_FIELD_PUT,
     S_DEVSEQ_GET, S_DEVSEQ_PUT,
@@ -46,6 +46,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
     [S_LOG_BY_DEV] = "SELECT seq, body FROM log WHERE device = ?1 AND dseq = ?2",
     [S_LOG_SCAN] = "SELECT seq, body, scope FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    /* authority only (log_scope index): the rows of some scopes, each scope's range walked
+     * through the index, merged in log order */
+    [S_LOG_SCAN_SCOPES] = "SELECT seq, body, scope FROM log WHERE scope IN "
+                          "(SELECT value FROM json_each(?3)) AND seq > ?1 ORDER BY seq LIMIT ?2",
     [S_LOG_HISTORY] = "SELECT l.seq, l.body, l.scope FROM log_by_record x JOIN log l "
                       "ON l.seq = x.seq WHERE x.record = ?1 ORDER BY x.seq",
     [S_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM log",
@@ -92,7 +96,8 @@ static const char *const stmt_sql[S_COUNT] = {
  * arrive roughly in order.
  */
 static const char *const log_index_sql[] = {
-    [STORE_AUTHORITY] = "CREATE UNIQUE INDEX IF NOT EXISTS log_device ON log(device, dseq);",
+    [STORE_AUTHORITY] = "CREATE UNIQUE INDEX IF NOT EXISTS log_device ON log(device, dseq);"
+                        "CREATE INDEX IF NOT EXISTS log_scope ON log(scope, seq);",
     [STORE_REPLICA] = "CREATE UNIQUE INDEX IF NOT EXISTS log_change ON log(hlc, device, dseq);",
 };
 
@@ -157,6 +162,8 @@ struct store {
     /* field-state cache: open addressing, linear probing, capacity a power of two */
     centry **tab;
     size_t tab_cap, tab_used, n_dirty, flush_threshold;
+    centry **dirty;          /* the n_dirty dirty entries: a flush visits only these */
+    size_t dirty_cap;
     uint64_t materialized;   /* log seq up to which `fields` is current */
     uint64_t seen;           /* log seq up to which this handle's cache has merged */
     bool pending_flush;      /* a flush ran inside the current batch's transaction */
@@ -342,6 +349,7 @@ void store_close(store *st)
         save_clock(st);
     cache_clear(st, false);
     free(st->tab);
+    free(st->dirty);
     free(st->rc_tab);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
@@ -592,9 +600,8 @@ static int cache_get(store *st, const rid_t *record, int type, const schema_fiel
 /* After the transaction holding a flush committed: states are clean, the cache bounded. */
 static void flush_done(store *st, uint64_t last)
 {
-    for (size_t i = 0; i < st->tab_cap; i++)
-        if (st->tab[i])
-            st->tab[i]->dirty = false;
+    for (size_t i = 0; i < st->n_dirty; i++)
+        st->dirty[i]->dirty = false;
     st->n_dirty = 0;
     st->materialized = last;
     if (st->tab_used > CACHE_MAX_CLEAN)
@@ -616,10 +623,8 @@ int store_flush(store *st, fs_error *e)
     /* write only states that include everything logged so far, never older ones over newer
      * ones another handle wrote */
     int rc = outer ? 0 : catch_up(st);
-    for (size_t i = 0; i < st->tab_cap && !rc; i++) {
-        centry *c = st->tab[i];
-        if (!c || !c->dirty)
-            continue;
+    for (size_t i = 0; i < st->n_dirty && !rc; i++) {
+        centry *c = st->dirty[i];
         const schema_type *t = schema_type_by_id(st->s, c->type);
         const schema_field *f = t ? schema_field_by_num(t, c->field) : NULL;
         if (!f) {
@@ -1396,8 +1401,18 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
         ce->st = st->scratch[i];
         st->scratch[i] = tmp;
         if (!ce->dirty) {
+            if (st->n_dirty == st->dirty_cap) {
+                size_t cap = st->dirty_cap ? st->dirty_cap * 2 : 1024;
+                centry **nd = realloc(st->dirty, cap * sizeof *nd);
+                if (!nd) {
+                    rc = FS_ENOMEM;
+                    goto out;
+                }
+                st->dirty = nd;
+                st->dirty_cap = cap;
+            }
             ce->dirty = true;
-            st->n_dirty++;
+            st->dirty[st->n_dirty++] = ce;
         }
     }
     hlc_recv(&st->clock, c->hlc); /* drift was checked above for the authority */
@@ -1585,6 +1600,20 @@ int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void 
         *last = after;
     sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    return scan_rows(s, max, fn, ctx, last);
+}
+
+int store_log_scan_scopes(store *st, uint64_t after, size_t max, const char *scopes_json,
+                          store_log_fn fn, void *ctx, uint64_t *last)
+{
+    sqlite3_stmt *s = stmt(st, S_LOG_SCAN_SCOPES);
+    if (!s)
+        return FS_EIO;
+    if (last)
+        *last = after;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    sqlite3_bind_text(s, 3, scopes_json, -1, SQLITE_STATIC);
     return scan_rows(s, max, fn, ctx, last);
 }
 

@@ -134,6 +134,13 @@ typedef int (*store_log_fn)(void *ctx, uint64_t seq, const void *body, size_t le
 int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void *ctx,
                    uint64_t *last);
 
+/* Like store_log_scan, but only the rows whose scope is in scopes_json (a JSON array of
+ * strings, borrowed for the call), through the authority's (scope, seq) index: a pull of a
+ * village costs the village's rows, not the whole log. *last receives the sequence of the
+ * last row visited; fewer than max rows visited means none of those scopes is after it. */
+int store_log_scan_scopes(store *st, uint64_t after, size_t max, const char *scopes_json,
+                          store_log_fn fn, void *ctx, uint64_t *last);
+
 /* History of one record (the audit trail), in log order. */
 int store_history(store *st, const rid_t *record, store_log_fn fn, void *ctx);
 

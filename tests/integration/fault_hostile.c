@@ -647,7 +647,6 @@ static void test_cursor(int argc, char **argv)
     CHECK_OK(fsc_pull(&a, end, 0, &p));
     CHECK_INT(p.n, ==, 0);
     tpull_free(&p);
-    /* the SDK: a replica whose cursor is past the server's log pulls again from 0 */
     fsc_close(&a);
     by_sync(&by, s);
     fsc_close(&by.c);

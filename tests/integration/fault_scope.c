@@ -489,6 +489,27 @@ int main(int argc, char **argv)
     fsc_close(&bo);
     fsc_close(&an.c);
 
+    /* a change accepted, its answer lost, then its village taken out of the user's scope:
+     * the re-send is still a duplicate (not refused: the record is out of sight now, but the
+     * change is the user's own and was applied) */
+    fsc rs;
+    ft_open(&rs, &w, &w.bo);
+    rid_t kept;
+    new_id(&kept);
+    mk_child(&ch[0], s, &kept, "保留", "V1", rs.w.server_dseq + 1);
+    push_ok(&rs, ch, 1);
+    fsc_close(&rs);
+    ft_admin(t, "user", "scope", "bo", "--villages", "V2", NULL);
+    usleep(1300000); /* the daemon notices admin changes within a second */
+    ft_open(&rs, &w, &w.bo);
+    tres rr;
+    ft_push(&rs, ch, 1, &rr);
+    printf("bo   %-44s -> %s\n", "re-send after its village left the scope",
+           rr.status == 1 ? "duplicate" : fs_errname(rr.code));
+    CHECK_INT(rr.status, ==, 1);
+    fsc_close(&rs);
+    ft_admin(t, "user", "scope", "bo", "--villages", "V1", NULL);
+
     /* a revoked device */
     ft_admin(t, "device", "revoke", w.val.id, NULL);
     fsc rv;

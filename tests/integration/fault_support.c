@@ -77,7 +77,7 @@ int ft_srv_start(srv *s, const ft_opts *o)
         if (o->uid > 0 && (setgid((gid_t)o->uid) || setuid((uid_t)o->uid)))
             _exit(126);
         if (o->fsize_limit > 0) {
-            struct rlimit rl = {(rlim_t)o->fsize_limit, (rlim_t)o->fsize_limit};
+            struct rlimit rl = {(rlim_t)o->fsize_limit, RLIM_INFINITY};
             signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead */
             setrlimit(RLIMIT_FSIZE, &rl);
         }
