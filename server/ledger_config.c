@@ -1,7 +1,7 @@
 /*
  * ledger_config.c — loads schema/ledger.yaml (docs/supervisor.md §3) with libyaml's document
- * API, like sync/schema.c loads the record schema, and resolves every name in it against the
- * loaded schema.
+ * API, like sync/schema.c loads the record schema (the two share sync/yamlutil.c), and
+ * resolves every name in it against the loaded schema.
  *
  * Strict on purpose: an unknown key, a field of the wrong kind, a report status that is
  * neither closed nor given a deadline — each stops the server at start with "file:line:
@@ -9,66 +9,32 @@
  * figures (底数不清) without anyone noticing. It runs once at start-up; clarity beats speed.
  */
 #include "ledger.h"
+#include "yamlutil.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
 typedef struct loader {
-    yaml_document_t doc;
-    const char *file;
-    fs_error *err;
+    yamlutil_doc y; /* the parsed file, its name and the error to fill (sync/yamlutil.h) */
     ledger_cfg *c;
 } loader;
 
-static int fail(loader *L, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Every complaint is "file:line: reason" and FS_ESCHEMA (yamlutil_fail). */
+#define fail(L, n, ...) yamlutil_fail(&(L)->y, (n), __VA_ARGS__)
+#define node(L, id) yamlutil_node(&(L)->y, (id))
+#define scalar(n) yamlutil_scalar(n)
+#define dupstr(s) yamlutil_dupstr(s)
 
-static int fail(loader *L, const yaml_node_t *n, const char *fmt, ...)
-{
-    char why[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    fs_error_set(L->err, FS_ESCHEMA, "%s:%lu: %s", L->file,
-                 n ? (unsigned long)n->start_mark.line + 1 : 0ul, why);
-    return FS_ESCHEMA;
-}
-
-static yaml_node_t *node(loader *L, int id) { return yaml_document_get_node(&L->doc, id); }
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static char *dupstr(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
+/* Counts and hours are int32_t here; the message is this file's own wording. */
 static int get_int(loader *L, yaml_node_t *v, long lo, long hi, int32_t *out)
 {
-    const char *s = scalar(v);
-    char *end;
-    errno = 0;
-    long x = s && *s ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *end || errno)
-        return fail(L, v, "expected a whole number");
-    if (x < lo || x > hi)
-        return fail(L, v, "%ld is outside %ld..%ld", x, lo, hi);
-    *out = (int32_t)x;
-    return 0;
+    int64_t x;
+    int rc = yamlutil_int(&L->y, v, lo, hi, "expected a whole number", &x);
+    if (!rc)
+        *out = (int32_t)x;
+    return rc;
 }
 
 /* A mapping's pairs, checked against the allowed keys; calls fn for each. */
@@ -156,19 +122,7 @@ static int enum_list(loader *L, yaml_node_t *v, const schema_field *f, uint64_t 
 
 static int get_label(loader *L, yaml_node_t *v, char **zh, char **en)
 {
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(L, v, "label must be a mapping {zh: ..., en: ...}");
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(L, p->key), *x = node(L, p->value);
-        const char *ks = scalar(k), *xs = scalar(x);
-        char **dst = ks && !strcmp(ks, "zh") ? zh : ks && !strcmp(ks, "en") ? en : NULL;
-        if (!dst || !xs)
-            return fail(L, k, "label entries are zh: TEXT and en: TEXT");
-        free(*dst);
-        if (!(*dst = dupstr(xs)))
-            return FS_ENOMEM;
-    }
-    return 0;
+    return yamlutil_label(&L->y, v, "label entries are zh: TEXT and en: TEXT", zh, en);
 }
 
 #define K(kind) (1u << (kind))
@@ -518,41 +472,19 @@ void ledger_config_free(ledger_cfg *c)
 
 int ledger_config_load(const char *path, const schema *s, ledger_cfg **out, fs_error *e)
 {
+    loader L = {.c = NULL};
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fs_error_set(e, FS_ESCHEMA, "%s:0: cannot open: %s", path, strerror(errno));
-    loader L = {.file = path, .err = e};
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return FS_ENOMEM;
-    }
-    yaml_parser_set_input_file(&parser, f);
-    int ok = yaml_parser_load(&parser, &L.doc);
-    fclose(f);
-    if (!ok) {
-        int rc = fs_error_set(e, FS_ESCHEMA, "%s:%lu: %s", path,
-                              (unsigned long)parser.problem_mark.line + 1,
-                              parser.problem ? parser.problem : "YAML syntax error");
-        yaml_parser_delete(&parser);
+    int rc = yamlutil_load_file(&L.y, path, e);
+    if (rc)
         return rc;
-    }
-    yaml_parser_delete(&parser);
-    int rc;
     L.c = calloc(1, sizeof *L.c);
     if (!L.c || !(L.c->path = dupstr(path))) {
         rc = FS_ENOMEM;
     } else {
         L.c->s = s;
-        yaml_node_t *root = yaml_document_get_root_node(&L.doc);
-        rc = root ? load_root(&L, root) : fs_error_set(e, FS_ESCHEMA, "%s:1: the file is empty",
-                                                       path);
+        rc = load_root(&L, yaml_document_get_root_node(&L.y.doc));
     }
-    yaml_document_delete(&L.doc);
-    if (rc) {
-        if (rc == FS_ENOMEM)
-            fs_error_set(e, FS_ENOMEM, "%s: out of memory", path);
+    if (yamlutil_done(&L.y, rc)) {
         ledger_config_free(L.c);
         return rc;
     }

@@ -5,56 +5,29 @@
  * offending key or value. The loader is strict: unknown keys are errors (a typo such as
  * "requried" would otherwise silently do nothing), names must be identifiers, numbers unique,
  * and each rule must suit its kind. It runs once at start-up, so clarity beats speed here.
+ * The libyaml plumbing it shares with server/ledger_config.c (parsing, the complaint, integer
+ * and label readers) is in yamlutil.c.
  */
 #include "schema.h"
+#include "yamlutil.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
 typedef struct loader {
-    yaml_document_t doc;
-    const char *file;
-    fs_error *err;
+    yamlutil_doc y; /* the parsed file, its name and the error to fill (yamlutil.h) */
     schema *s;
 } loader;
 
-static int fail(loader *L, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(loader *L, const yaml_node_t *n, const char *fmt, ...)
-{
-    char why[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    fs_error_set(L->err, FS_ESCHEMA, "%s:%lu: %s", L->file,
-                 n ? (unsigned long)n->start_mark.line + 1 : 0ul, why);
-    return FS_ESCHEMA;
-}
-
-static yaml_node_t *node(loader *L, int id) { return yaml_document_get_node(&L->doc, id); }
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static char *dupstr(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
+/* Every complaint is "file:line: reason" and FS_ESCHEMA (yamlutil_fail). */
+#define fail(L, n, ...) yamlutil_fail(&(L)->y, (n), __VA_ARGS__)
+#define node(L, id) yamlutil_node(&(L)->y, (id))
+#define scalar(n) yamlutil_scalar(n)
+#define dupstr(s) yamlutil_dupstr(s)
 
 static bool is_ident(const char *s)
 {
@@ -69,18 +42,7 @@ static bool is_ident(const char *s)
 
 static int get_int(loader *L, yaml_node_t *v, int64_t lo, int64_t hi, int64_t *out)
 {
-    const char *s = scalar(v);
-    if (!s || !*s)
-        return fail(L, v, "expected an integer");
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (*end || errno)
-        return fail(L, v, "expected an integer, found '%s'", s);
-    if (x < lo || x > hi)
-        return fail(L, v, "%lld is outside %lld..%lld", x, (long long)lo, (long long)hi);
-    *out = x;
-    return 0;
+    return yamlutil_int(&L->y, v, lo, hi, NULL, out);
 }
 
 static int get_bool(loader *L, yaml_node_t *v, bool *out)
@@ -100,21 +62,7 @@ static int get_bool(loader *L, yaml_node_t *v, bool *out)
 /* label: {zh: ..., en: ...} */
 static int get_label(loader *L, yaml_node_t *v, char **zh, char **en)
 {
-    if (v->type != YAML_MAPPING_NODE)
-        return fail(L, v, "label must be a mapping {zh: ..., en: ...}");
-    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node(L, p->key), *x = node(L, p->value);
-        const char *ks = scalar(k), *xs = scalar(x);
-        if (!ks || !xs)
-            return fail(L, k, "label entries must be text");
-        char **dst = !strcmp(ks, "zh") ? zh : !strcmp(ks, "en") ? en : NULL;
-        if (!dst)
-            return fail(L, k, "unknown label language '%s' (use zh or en)", ks);
-        free(*dst);
-        if (!(*dst = dupstr(xs)))
-            return FS_ENOMEM;
-    }
-    return 0;
+    return yamlutil_label(&L->y, v, NULL, zh, en);
 }
 
 static int get_roles(loader *L, yaml_node_t *v, uint32_t *mask)
@@ -543,36 +491,19 @@ static int load_root(loader *L, yaml_node_t *root)
 
 int schema_load_mem(const char *name, const char *text, size_t len, schema **out, fs_error *err)
 {
-    loader L = {.file = name, .err = err};
-    yaml_parser_t parser;
-    int rc;
+    loader L = {.s = NULL};
     *out = NULL;
-    if (!yaml_parser_initialize(&parser))
-        return FS_ENOMEM;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &L.doc)) {
-        rc = fs_error_set(err, FS_ESCHEMA, "%s:%lu: %s", name,
-                          (unsigned long)parser.problem_mark.line + 1,
-                          parser.problem ? parser.problem : "YAML syntax error");
-        yaml_parser_delete(&parser);
+    int rc = yamlutil_load_mem(&L.y, name, text, len, err);
+    if (rc)
         return rc;
-    }
-    yaml_parser_delete(&parser);
     L.s = calloc(1, sizeof *L.s);
     if (!L.s) {
-        yaml_document_delete(&L.doc);
-        return FS_ENOMEM;
+        rc = FS_ENOMEM;
+    } else {
+        L.s->path = dupstr(name);
+        rc = load_root(&L, yaml_document_get_root_node(&L.y.doc));
     }
-    L.s->path = dupstr(name);
-    yaml_node_t *root = yaml_document_get_root_node(&L.doc);
-    if (!root)
-        rc = fs_error_set(err, FS_ESCHEMA, "%s:1: the file is empty", name);
-    else
-        rc = load_root(&L, root);
-    yaml_document_delete(&L.doc);
-    if (rc) {
-        if (rc == FS_ENOMEM)
-            fs_error_set(err, FS_ENOMEM, "%s: out of memory", name);
+    if (yamlutil_done(&L.y, rc)) {
         schema_free(L.s);
         return rc;
     }

@@ -47,6 +47,7 @@ if(TARGET fieldsyncd AND TARGET fieldsync)
                            ${CMAKE_CURRENT_SOURCE_DIR}/server_client.c)
     target_link_libraries(${name} PRIVATE fieldsync fssync PkgConfig::SQLITE3
                                           PkgConfig::MSGPACK PkgConfig::ZSTD Threads::Threads)
+    target_link_libraries(${name} PRIVATE rawws) # tests/support/rawws.c
     target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests
                                                ${CMAKE_SOURCE_DIR}/client-sdk
                                                ${CMAKE_CURRENT_SOURCE_DIR})

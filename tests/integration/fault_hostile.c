@@ -22,6 +22,7 @@
  */
 #include "check.h"
 #include "fault_support.h"
+#include "rawws.h"
 
 #include "hlc.h"
 #include "mpr.h"
@@ -39,35 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK_RES(r, st, cd)                                                               \
-    do {                                                                                   \
-        if ((r).status != (st) || (r).code != (cd)) {                                      \
-            fprintf(stderr, "%s:%d: dseq %llu: status %d code %s (%s), expected %d %s\n",   \
-                    __FILE__, __LINE__, (unsigned long long)(r).dseq, (r).status,          \
-                    fs_errname((r).code), (r).text, (st), fs_errname(cd));                 \
-            abort();                                                                       \
-        }                                                                                  \
-    } while (0)
-
-/* ---- a bystander: another device that keeps working between the attacks ------------ */
-
-typedef struct bystander {
-    fsc c;
-    uint64_t dseq, cursor;
-} bystander;
-
-static void by_sync(bystander *by, const schema *s)
-{
-    rid_t id;
-    new_id(&id);
-    change ch;
-    mk_child(&ch, s, &id, "旁观", "V1", ++by->dseq);
-    tres res;
-    ft_push(&by->c, &ch, 1, &res);
-    CHECK_RES(res, 0, 0);
-    fsc_pull_all(&by->c, &by->cursor, NULL);
-    fsc_ping(&by->c, by->dseq);
-}
+/* CHECK_RES, bystander and the raw pushes are tests/support/rawws.h's. */
 
 static long long log_rows(ft_world *w, const enrolled *dev)
 {
@@ -241,32 +214,6 @@ static void pack_mut(msgpack_sbuffer *sb, msgpack_packer *pk, const change *c, c
     }
 }
 
-/* Pushes the raw body and returns the results (aborts unless push_result). */
-static void push_raw(fsc *c, msgpack_sbuffer *sb, tres *res, uint32_t n)
-{
-    fsc_send(c, sb->data, sb->size);
-    CHECK_OK(fsc_recv(c, 10000));
-    if (c->m.type != MSG_PUSH_RESULT) {
-        fprintf(stderr, "expected push_result, got %u (%s %s)\n", c->m.type,
-                wire_err_name(c->err_code), c->err_text);
-        abort();
-    }
-    uint64_t bt;
-    uint32_t cnt;
-    fs_error e = {0};
-    CHECK_OK(wire_read_push_result(&c->m.r, c->m.count, &bt, &cnt, &e));
-    CHECK_INT(cnt, ==, n);
-    for (uint32_t i = 0; i < n; i++) {
-        wire_result wr;
-        CHECK_OK(wire_read_result(&c->m.r, &wr, &e));
-        res[i].dseq = wr.dseq;
-        res[i].status = wr.status;
-        res[i].code = wr.code;
-        snprintf(res[i].text, sizeof res[i].text, "%.*s", (int)wr.text_len,
-                 wr.text ? wr.text : "");
-    }
-}
-
 static void test_changes(int argc, char **argv)
 {
     ft_world w;
@@ -275,7 +222,7 @@ static void test_changes(int argc, char **argv)
     const schema *s = w.t.s;
     bystander by = {.dseq = 0};
     ft_open(&by.c, &w, &w.bo);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     fsc a;
     ft_open(&a, &w, &w.ana);
     const size_t nm = sizeof muts / sizeof muts[0];
@@ -297,7 +244,7 @@ static void test_changes(int argc, char **argv)
     new_id(&good);
     mk_child(&base, s, &good, "好孩子", "V1", nm + 1);
     change_pack(&pk, &base, false);
-    push_raw(&a, &sb, res, (uint32_t)nm + 1);
+    rawws_push_body(&a, sb.data, sb.size, res, (uint32_t)nm + 1);
     int bad = 0;
     for (size_t i = 0; i < nm; i++) {
         bool ok = res[i].dseq == i + 1 && res[i].status == 2 && res[i].code == muts[i].want;
@@ -309,14 +256,14 @@ static void test_changes(int argc, char **argv)
     CHECK_RES(res[nm], 0, 0);
     /* the same batch again: the same answers (remembered), nothing applied twice */
     tres *again = calloc(nm + 1, sizeof *again);
-    push_raw(&a, &sb, again, (uint32_t)nm + 1);
+    rawws_push_body(&a, sb.data, sb.size, again, (uint32_t)nm + 1);
     for (size_t i = 0; i < nm; i++)
         CHECK_RES(again[i], 2, muts[i].want);
     CHECK_RES(again[nm], 1, 0);
     free(again);
     CHECK_INT(log_rows(&w, &w.ana), ==, 1);
     CHECK_INT(it_sqlnum(w.t.db, "SELECT count(*) FROM refused"), ==, nm);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
 
     /* a change whose dseq cannot be read: the whole push is BAD_FRAME, nothing consumed */
     fsc_close(&a);
@@ -350,15 +297,12 @@ static void test_changes(int argc, char **argv)
     CHECK_INT(a.w.server_dseq, ==, nm + 1);
     fsc_close(&a);
     CHECK_INT(log_rows(&w, &w.ana), ==, 1);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     /* invalid UTF-8 outside changes: hello agent, subscribe scope */
     fsc h;
     fsc_connect(&h, &w.t, w.d.port);
     msgpack_sbuffer_clear(&sb);
-    wire_hello hh = {.device = w.ana.device, .token = w.ana.token,
-                     .token_len = (uint32_t)strlen(w.ana.token), .schema_version = 1,
-                     .client_hlc = t_hlc(), .agent = "\xff\xfe", .agent_len = 2};
-    wire_pack_hello(&pk, &hh);
+    rawws_pack_hello(&sb, &w.ana.device, w.ana.token, 1, t_hlc(), "\xff\xfe");
     fsc_send(&h, sb.data, sb.size);
     fsc_expect_error(&h, WERR_BAD_FRAME, true);
     fsc_close(&h);
@@ -367,7 +311,7 @@ static void test_changes(int argc, char **argv)
     fsc_send(&h, sub_bad, sizeof sub_bad);
     fsc_expect_error(&h, WERR_BAD_FRAME, true);
     fsc_close(&h);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     msgpack_sbuffer_destroy(&sb);
     free(res);
     fsc_close(&by.c);
@@ -409,16 +353,7 @@ static void test_clocks(int argc, char **argv)
     for (size_t i = 0; i < sizeof hellos / sizeof hellos[0]; i++) {
         fsc c;
         fsc_connect(&c, &w.t, w.d.port);
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        wire_hello h = {.device = w.ana.device, .token = w.ana.token,
-                        .token_len = (uint32_t)strlen(w.ana.token), .schema_version = 1,
-                        .client_hlc = hellos[i], .agent = "t", .agent_len = 1};
-        wire_pack_hello(&pk, &h);
-        fsc_send(&c, sb.data, sb.size);
-        msgpack_sbuffer_destroy(&sb);
+        rawws_send_hello(&c, &w.ana.device, w.ana.token, 1, hellos[i], "t");
         CHECK_OK(fsc_recv(&c, 5000));
         CHECK_INT(c.m.type, ==, MSG_WELCOME);
         fsc_close(&c);
@@ -462,7 +397,7 @@ static void test_clocks(int argc, char **argv)
     CHECK_INT(log_rows(&w, &w.ana), ==, 1);
     /* a far-future clock refused never moved the server's clock */
     server_clock_sane(&w, &w.bo);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     free(ch);
     free(res);
     fsc_close(&a);
@@ -584,7 +519,7 @@ static void test_revoked(int argc, char **argv)
         /* and the device cannot come back with its old token */
         CHECK_INT(fsc_open(&v, &w.t, w.d.port, &w.val, 1, 0), ==, WERR_AUTH);
         fsc_close(&v);
-        by_sync(&by, s);
+        bystander_sync(&by, s);
         /* a fresh device for the next round */
         enrol(&w.t, "val", &w.val);
     }
@@ -624,7 +559,7 @@ static void test_cursor(int argc, char **argv)
     bystander by = {.dseq = 0};
     ft_open(&by.c, &w, &w.bo);
     for (int i = 0; i < 3; i++)
-        by_sync(&by, s);
+        bystander_sync(&by, s);
     fsc a;
     ft_open(&a, &w, &w.ana);
     uint64_t end = a.w.log_end;
@@ -648,7 +583,7 @@ static void test_cursor(int argc, char **argv)
     CHECK_INT(p.n, ==, 0);
     tpull_free(&p);
     fsc_close(&a);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     fsc_close(&by.c);
     ft_world_done(&w);
 }
@@ -676,12 +611,7 @@ static void test_sessions(int argc, char **argv)
         fsc_connect(&c[i], &w.t, w.d.port);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    wire_hello h = {.device = w.ana.device, .token = w.ana.token,
-                    .token_len = (uint32_t)strlen(w.ana.token), .schema_version = 1,
-                    .client_hlc = t_hlc(), .agent = "flood", .agent_len = 5};
-    wire_pack_hello(&pk, &h);
+    rawws_pack_hello(&sb, &w.ana.device, w.ana.token, 1, t_hlc(), "flood");
     for (int i = 0; i < N; i++)
         CHECK_OK(fsc_send(&c[i], sb.data, sb.size));
     msgpack_sbuffer_destroy(&sb);
@@ -700,7 +630,7 @@ static void test_sessions(int argc, char **argv)
     printf("sessions: %d welcomed, %d refused LIMIT\n", welcomed, limited);
     CHECK_INT(welcomed, ==, 4);
     CHECK_INT(limited, ==, N - 4);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     /* the four work; the others were closed by the server */
     int pinged = 0;
     for (int i = 0; i < N; i++) {
@@ -839,7 +769,7 @@ static void test_slowloris(int argc, char **argv)
             next_drip = t + 300;
         }
         if (t >= next_by) { /* the bystander meanwhile */
-            by_sync(&by, s);
+            bystander_sync(&by, s);
             next_by = t + 700;
         }
     }
@@ -861,7 +791,7 @@ static void test_slowloris(int argc, char **argv)
         close(L[i].fd);
     }
     CHECK_INT(bad, ==, 0);
-    by_sync(&by, s);
+    bystander_sync(&by, s);
     fsc_close(&by.c);
     ft_world_done(&w);
 }

@@ -12,6 +12,7 @@ if(TARGET fieldsyncd)
                              ${CMAKE_CURRENT_SOURCE_DIR}/server_client.c)
   target_link_libraries(server_test PRIVATE fssync PkgConfig::SQLITE3 PkgConfig::MSGPACK
                                             PkgConfig::ZSTD)
+  target_link_libraries(server_test PRIVATE rawws) # tests/support/rawws.c
   target_include_directories(server_test PRIVATE ${CMAKE_SOURCE_DIR}/tests
                                                  ${CMAKE_CURRENT_SOURCE_DIR})
   add_dependencies(server_test fieldsyncd)

@@ -9,6 +9,7 @@
  * own daemons by pid and checking they exit 0 on SIGTERM. A failing check prints both values
  * and the daemon's log, and aborts; the temp directory is kept for inspection then.
  */
+#include "rawws.h"
 #include "server_client.h"
 
 #include "hlc.h"
@@ -44,15 +45,7 @@ static void on_abort(int sig)
         }                                                                                  \
     } while (0)
 
-#define CHECK_RES(r, st, cd)                                                               \
-    do {                                                                                   \
-        if ((r).status != (st) || (r).code != (cd)) {                                      \
-            fprintf(stderr, "%s:%d: dseq %llu: status %d code %s (%s), expected %d %s\n",   \
-                    __FILE__, __LINE__, (unsigned long long)(r).dseq, (r).status,          \
-                    fs_errname((r).code), (r).text, (st), fs_errname(cd));                 \
-            abort();                                                                       \
-        }                                                                                  \
-    } while (0)
+/* CHECK_RES, bystander and the raw pushes and hellos are tests/support/rawws.h's. */
 
 /* Townships T1 (villages V1, V2) and T2 (village W1); users:
  *   ana, bo   visitors of V1          sue  supervisor of township T1
@@ -105,31 +98,7 @@ static void open_ok(fsc *c, world *w, const enrolled *dev)
     }
 }
 
-static void push_ok(fsc *c, change *ch, size_t n, tres *res)
-{
-    static uint64_t batch;
-    int rc = fsc_push(c, ++batch, ch, n, res);
-    if (rc) {
-        fprintf(stderr, "push refused: %s %s\n", wire_err_name(rc), c->err_text);
-        abort();
-    }
-}
-
 /* ---- auth ------------------------------------------------------------------------- */
-
-static void send_hello_raw(fsc *c, const rid_t *dev, const char *token, uint32_t version)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    wire_hello h = {.device = *dev, .token = token, .token_len = (uint32_t)strlen(token),
-                    .schema_version = version, .client_hlc = t_hlc(), .agent = "t",
-                    .agent_len = 1};
-    wire_pack_hello(&pk, &h);
-    fsc_send(c, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-}
 
 static void test_auth(int argc, char **argv)
 {
@@ -149,7 +118,7 @@ static void test_auth(int argc, char **argv)
     CHECK(c.w.server_hlc > 0);
     fsc_ping(&c, 42);
     /* a second hello in the session */
-    send_hello_raw(&c, &w.ana.device, w.ana.token, 1);
+    rawws_send_hello(&c, &w.ana.device, w.ana.token, 1, t_hlc(), "t");
     fsc_expect_error(&c, WERR_UNEXPECTED, true);
     fsc_close(&c);
     /* dictionary: the server compresses with min(device's, its own) */
@@ -282,20 +251,20 @@ static void test_sync(int argc, char **argv)
     ch_init(&ch[1], s, "child", &child, t_hlc(), created, 2);
     ch_text(&ch[1], s, "school", "中心小学");
     mk_visit(&ch[2], s, &visit, &child, 3);
-    push_ok(&a, ch, 3, res);
+    rawws_push_ok(&a, ch, 3, res);
     for (int i = 0; i < 3; i++) {
         CHECK_INT(res[i].dseq, ==, i + 1);
         CHECK_RES(res[i], 0, 0);
     }
     /* duplicates: the same batch again has no further effect */
-    push_ok(&a, ch, 3, res);
+    rawws_push_ok(&a, ch, 3, res);
     for (int i = 0; i < 3; i++)
         CHECK_RES(res[i], 1, 0);
     /* gap: dseq 5 before 4 is refused and not consumed */
     change later[2];
     ch_init(&later[0], s, "child", &child, t_hlc(), created, 5);
     ch_int(&later[0], s, "grade", 4);
-    push_ok(&a, later, 1, res);
+    rawws_push_ok(&a, later, 1, res);
     CHECK_RES(res[0], 2, FS_ESEQ_GAP);
     fsc_close(&a);
     open_ok(&a, &w, &w.ana);
@@ -303,14 +272,14 @@ static void test_sync(int argc, char **argv)
     ch_init(&later[1], s, "child", &child, t_hlc(), created, 4);
     ch_bool(&later[1], s, "in_difficulty", true);
     change fill[2] = {later[1], later[0]};
-    push_ok(&a, fill, 2, res);
+    rawws_push_ok(&a, fill, 2, res);
     CHECK_RES(res[0], 0, 0);
     CHECK_RES(res[1], 0, 0);
     /* same dseq, other content */
     change other;
     ch_init(&other, s, "child", &child, t_hlc(), created, 2);
     ch_text(&other, s, "school", "别的学校");
-    push_ok(&a, &other, 1, res);
+    rawws_push_ok(&a, &other, 1, res);
     CHECK_RES(res[0], 2, FS_ESEQ_MISMATCH);
 
     /* b pulls a's five changes, in full form, authored by ana on a's device */
@@ -382,7 +351,7 @@ static void test_sync(int argc, char **argv)
     CHECK_OK(wire_frame_encode(a.codec, zb.data, zb.size, dict, 0, &zf, &zl));
     CHECK_INT(zf[0], ==, WIRE_FLAG_ZSTD); /* it really is compressed */
     msgpack_sbuffer_destroy(&zb);
-    push_ok(&a, ch, 8, res);
+    rawws_push_ok(&a, ch, 8, res);
     for (int i = 0; i < 8; i++)
         CHECK_RES(res[i], 0, 0);
     CHECK_OK(fsc_pull(&b, cursor, 0, &p));
@@ -458,7 +427,7 @@ static void test_resume(int argc, char **argv)
     msgpack_sbuffer_destroy(&sb);
     fsc_close(&a);
     reopen_until(&a, &w, &w.ana, 6);
-    push_ok(&a, ch + 3, 3, res);
+    rawws_push_ok(&a, ch + 3, 3, res);
     for (int i = 0; i < 3; i++)
         CHECK_RES(res[i], 1, 0);
     fsc_close(&a);
@@ -558,27 +527,8 @@ static void push_mixed(fsc *c, uint64_t batch, change *ch, const int *raw, size_
             change_pack(&pk, &ch[i], false);
         }
     }
-    fsc_send(c, sb.data, sb.size);
+    rawws_push_body(c, sb.data, sb.size, res, (uint32_t)n);
     msgpack_sbuffer_destroy(&sb);
-    CHECK_OK(fsc_recv(c, 10000));
-    if (c->m.type != MSG_PUSH_RESULT) {
-        fprintf(stderr, "expected push_result, got %u (%s)\n", c->m.type, c->err_text);
-        abort();
-    }
-    uint64_t bt;
-    uint32_t cnt;
-    fs_error e = {0};
-    CHECK_OK(wire_read_push_result(&c->m.r, c->m.count, &bt, &cnt, &e));
-    CHECK_INT(cnt, ==, n);
-    for (size_t i = 0; i < n; i++) {
-        wire_result wr;
-        CHECK_OK(wire_read_result(&c->m.r, &wr, &e));
-        res[i].dseq = wr.dseq;
-        res[i].status = wr.status;
-        res[i].code = wr.code;
-        snprintf(res[i].text, sizeof res[i].text, "%.*s", (int)wr.text_len,
-                 wr.text ? wr.text : "");
-    }
 }
 
 static void test_scope(int argc, char **argv)
@@ -595,7 +545,7 @@ static void test_scope(int argc, char **argv)
     new_id(&wchild);
     change oc;
     mk_child(&oc, s, &wchild, "西娃", "W1", 1);
-    push_ok(&o, &oc, 1, res);
+    rawws_push_ok(&o, &oc, 1, res);
     CHECK_RES(res[0], 0, 0);
 
     open_ok(&a, &w, &w.ana);
@@ -684,7 +634,7 @@ static void test_scope(int argc, char **argv)
     new_id(&c3);
     change bc;
     mk_child(&bc, s, &c3, "赵三", "V1", 1);
-    push_ok(&b, &bc, 1, res);
+    rawws_push_ok(&b, &bc, 1, res);
     CHECK_RES(res[0], 0, 0);
     char c1text[40];
     rid_to_text(&c1, c1text);
@@ -703,7 +653,7 @@ static void test_scope(int argc, char **argv)
     ch_init(&kc[1], s, "child", &c3, t_hlc(), bc.hlc, 2);
     ch_int(&kc[1], s, "grade", 5);
     mk_visit(&kc[2], s, &v2, &c1, 3);
-    push_ok(&k, kc, 3, res);
+    rawws_push_ok(&k, kc, 3, res);
     CHECK_RES(res[0], 0, 0);
     CHECK_RES(res[1], 2, FS_ESCOPE);
     CHECK_RES(res[2], 0, 0);
@@ -733,7 +683,7 @@ static void test_conflict(int argc, char **argv)
     change ch[2];
     mk_child(&ch[0], s, &c, "钱多", "V1", 1);
     uint64_t h0 = ch[0].hlc;
-    push_ok(&a, ch, 1, res);
+    rawws_push_ok(&a, ch, 1, res);
     /* lww: both edit school having seen only the create; the later clock wins, whatever
      * order the pushes arrive in */
     change ca, cb;
@@ -741,9 +691,9 @@ static void test_conflict(int argc, char **argv)
     ch_text(&ca, s, "school", "甲校");
     ch_init(&cb, s, "child", &c, t_hlc(), h0, 1);
     ch_text(&cb, s, "school", "乙校");
-    push_ok(&b, &cb, 1, res); /* the later one first */
+    rawws_push_ok(&b, &cb, 1, res); /* the later one first */
     CHECK_RES(res[0], 0, 0);
-    push_ok(&a, &ca, 1, res);
+    rawws_push_ok(&a, &ca, 1, res);
     CHECK_RES(res[0], 0, 0);
     /* escalate: concurrent medium and high resolve to high; the medium, arriving second,
      * is not a lowering (its author never saw the high) and is accepted */
@@ -751,24 +701,24 @@ static void test_conflict(int argc, char **argv)
     ch_enum(&ca, s, "risk_level", "medium");
     ch_init(&cb, s, "child", &c, t_hlc(), h0, 2);
     ch_enum(&cb, s, "risk_level", "high");
-    push_ok(&b, &cb, 1, res);
+    rawws_push_ok(&b, &cb, 1, res);
     CHECK_RES(res[0], 0, 0);
-    push_ok(&a, &ca, 1, res);
+    rawws_push_ok(&a, &ca, 1, res);
     CHECK_RES(res[0], 0, 0);
     uint64_t risk_v = cb.hlc;
     /* lowering is a supervisor's act, on the current version */
     ch_init(&ca, s, "child", &c, t_hlc(), risk_v, 4);
     ch_enum(&ca, s, "risk_level", "low");
-    push_ok(&a, &ca, 1, res);
+    rawws_push_ok(&a, &ca, 1, res);
     CHECK_RES(res[0], 2, FS_EROLE);
     change sc;
     ch_init(&sc, s, "child", &c, t_hlc(), h0, 1);
     ch_enum(&sc, s, "risk_level", "medium");
-    push_ok(&sue, &sc, 1, res);
+    rawws_push_ok(&sue, &sc, 1, res);
     CHECK_RES(res[0], 2, FS_ESTALE);
     ch_init(&sc, s, "child", &c, t_hlc(), risk_v, 2);
     ch_enum(&sc, s, "risk_level", "medium");
-    push_ok(&sue, &sc, 1, res);
+    rawws_push_ok(&sue, &sc, 1, res);
     CHECK_RES(res[0], 0, 0);
     /* add-wins set: two services added concurrently are both there */
     ch_init(&ca, s, "child", &c, t_hlc(), h0, 5);
@@ -780,9 +730,9 @@ static void test_conflict(int argc, char **argv)
     cb.fields[0] = ca.fields[0];
     cb.fields[0].v.u.set.add = 4;
     cb.n_fields = 1;
-    push_ok(&a, &ca, 1, res);
+    rawws_push_ok(&a, &ca, 1, res);
     CHECK_RES(res[0], 0, 0);
-    push_ok(&b, &cb, 1, res);
+    rawws_push_ok(&b, &cb, 1, res);
     CHECK_RES(res[0], 0, 0);
 
     /* a device that wrote nothing builds its replica from pulls alone */
@@ -895,16 +845,16 @@ static void test_review(int argc, char **argv)
     change ch;
     mk_child(&ch, s, &c, "张三", "V1", 1);
     uint64_t h0 = ch.hlc;
-    push_ok(&a, &ch, 1, res);
+    rawws_push_ok(&a, &ch, 1, res);
     /* both correct the name having seen only the create: bo first, then ana */
     change cb, ca;
     ch_init(&cb, s, "child", &c, t_hlc(), h0, 1);
     ch_text(&cb, s, "name", "张山");
     ch_init(&ca, s, "child", &c, t_hlc(), h0, 2);
     ch_text(&ca, s, "name", "张叁");
-    push_ok(&b, &cb, 1, res);
+    rawws_push_ok(&b, &cb, 1, res);
     CHECK_RES(res[0], 0, 0);
-    push_ok(&a, &ca, 1, res);
+    rawws_push_ok(&a, &ca, 1, res);
     CHECK_RES(res[0], 0, 0);
     /* a visitor may not ask */
     CHECK_INT(ask_reviews(&a, NULL, 0), ==, -WERR_UNEXPECTED);
@@ -929,7 +879,7 @@ static void test_review(int argc, char **argv)
     ch_init(&sc, s, "child", &c, t_hlc(), it[0].hlc_a > it[0].hlc_b ? it[0].hlc_a : it[0].hlc_b,
             1);
     ch_text(&sc, s, "name", "张三丰");
-    push_ok(&sue, &sc, 1, res);
+    rawws_push_ok(&sue, &sc, 1, res);
     CHECK_RES(res[0], 0, 0);
     CHECK_INT(ask_reviews(&sue, NULL, 0), ==, 0);
     /* and it reaches the devices like any change */
@@ -1010,9 +960,9 @@ static void test_ledger(int argc, char **argv)
     new_id(&vc);
     change ch;
     mk_child(&ch, s, &wc, "西", "W1", 1);
-    push_ok(&o, &ch, 1, res); /* outside sue's township: no event */
+    rawws_push_ok(&o, &ch, 1, res); /* outside sue's township: no event */
     mk_child(&ch, s, &vc, "东", "V1", 1);
-    push_ok(&a, &ch, 1, res);
+    rawws_push_ok(&a, &ch, 1, res);
     expect_ledger(&sue, &vc, "V1", s);
     fsc_ping(&sue, 2); /* and nothing else came before the pong */
     /* a village filter */
@@ -1021,7 +971,7 @@ static void test_ledger(int argc, char **argv)
     rid_t vc2;
     new_id(&vc2);
     mk_child(&ch, s, &vc2, "南", "V1", 2);
-    push_ok(&a, &ch, 1, res);
+    rawws_push_ok(&a, &ch, 1, res);
     fsc_ping(&sue, 3);
     /* a township filter */
     subscribe(&sue, "T1");
@@ -1031,7 +981,7 @@ static void test_ledger(int argc, char **argv)
     mk_child(&ch, s, &vc3, "北", "V2", 1);
     fsc v;
     open_ok(&v, &w, &w.val);
-    push_ok(&v, &ch, 1, res);
+    rawws_push_ok(&v, &ch, 1, res);
     expect_ledger(&sue, &vc3, "V2", s);
     fsc_ping(&sue, 4);
     /* outside the user's scope */
@@ -1055,14 +1005,14 @@ static void test_ledger(int argc, char **argv)
         new_id(&ids[i]);
         mk_child(&many[i], s, &ids[i], "众", "V1", (uint64_t)i + 3);
     }
-    push_ok(&a, many, 20, res);
+    rawws_push_ok(&a, many, 20, res);
     for (int i = 0; i < 5; i++)
         expect_ledger(&sue, &ids[i], "V1", s);
     fsc_expect_error(&sue, WERR_RESYNC, false);
     fsc_ping(&sue, 6);
     mk_child(&ch, s, &vc, "后", "V1", 23);
     new_id(&ch.record);
-    push_ok(&a, &ch, 1, res);
+    rawws_push_ok(&a, &ch, 1, res);
     fsc_ping(&sue, 7); /* unsubscribed: no event before the pong */
     fsc_close(&a);
     fsc_close(&sue);
@@ -1070,26 +1020,6 @@ static void test_ledger(int argc, char **argv)
 }
 
 /* ---- malformed input --------------------------------------------------------------- */
-
-/* The second session keeps syncing between the bad ones. */
-typedef struct bystander {
-    fsc c;
-    uint64_t dseq;
-    uint64_t cursor;
-} bystander;
-
-static void bystander_sync(bystander *by, const schema *s)
-{
-    rid_t id;
-    new_id(&id);
-    change ch;
-    mk_child(&ch, s, &id, "旁观", "V1", ++by->dseq);
-    tres res;
-    push_ok(&by->c, &ch, 1, &res);
-    CHECK_RES(res, 0, 0);
-    fsc_pull_all(&by->c, &by->cursor, NULL);
-    fsc_ping(&by->c, by->dseq);
-}
 
 /* Opens a READY session of ana, sends body, expects the error. */
 static void bad_body(world *w, bystander *by, const void *body, size_t n, int code)
@@ -1306,7 +1236,7 @@ static void test_shutdown(int argc, char **argv)
         CHECK(sd == (uint64_t)round * PER || sd == (uint64_t)(round + 1) * PER);
         if (acked)
             CHECK_INT(sd, ==, (uint64_t)(round + 1) * PER);
-        push_ok(&a, ch + round * PER, PER, res);
+        rawws_push_ok(&a, ch + round * PER, PER, res);
         for (int i = 0; i < PER; i++)
             CHECK_RES(res[i], sd == (uint64_t)round * PER ? 0 : 1, 0);
         fsc_close(&a);
@@ -1382,8 +1312,8 @@ static void test_http(int argc, char **argv)
     tres res[2];
     mk_child(&ch[0], t->s, &id, "度量", "V1", 1);
     mk_child(&ch[1], t->s, &bad, "度量", "W1", 2);
-    push_ok(&a, ch, 2, res);
-    push_ok(&a, ch, 2, res);
+    rawws_push_ok(&a, ch, 2, res);
+    rawws_push_ok(&a, ch, 2, res);
     CHECK_INT(http_get(w.d.port, "/metrics", NULL, body, sizeof body), ==, 200);
     static const char *const want[] = {
         "fieldsync_sessions{state=\"ready\"} 1\n",
@@ -1470,10 +1400,10 @@ static void test_admin_data(int argc, char **argv)
     sf->v.kind = VAL_SET;
     sf->v.u.set.add = 5;
     mk_child(&ch[1], s, &c2, "陈二", "V1", 2);
-    push_ok(&a, ch, 2, res);
+    rawws_push_ok(&a, ch, 2, res);
     change oc;
     mk_child(&oc, s, &c3, "西三", "W1", 1);
-    push_ok(&o, &oc, 1, res);
+    rawws_push_ok(&o, &oc, 1, res);
 
     /* export while the daemon runs */
     char out[65536], csv[400];
@@ -1507,7 +1437,7 @@ static void test_admin_data(int argc, char **argv)
     rid_t c4;
     new_id(&c4);
     mk_child(&ch[0], s, &c4, "后来", "V1", 3);
-    push_ok(&a, ch, 1, res);
+    rawws_push_ok(&a, ch, 1, res);
     CHECK_RES(res[0], 0, 0);
     fsc_close(&a);
     fsc_close(&o);
@@ -1552,7 +1482,7 @@ static void test_busy(int argc, char **argv)
     CHECK_OK(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL));
     sqlite3_close(db);
     /* the session goes on; the same change is new to the server, then accepted */
-    push_ok(&a, &ch, 1, &res);
+    rawws_push_ok(&a, &ch, 1, &res);
     CHECK_RES(res, 0, 0);
     uint64_t cur = 0;
     CHECK_INT(fsc_pull_all(&b, &cur, NULL), ==, 1);
@@ -1622,7 +1552,7 @@ static void test_versions(int argc, char **argv)
     ch_text(&ch[0], s2, "nickname", "小新");
     ch_init(&ch[1], s2, "child", &c, t_hlc(), ch[0].hlc, 2);
     ch_text(&ch[1], s2, "nickname", "新新");
-    push_ok(&a, ch, 2, res);
+    rawws_push_ok(&a, ch, 2, res);
     CHECK_RES(res[0], 0, 0);
     CHECK_RES(res[1], 0, 0);
     /* a device on version 1 gets the create without the new field, and not the change that
