@@ -17,11 +17,13 @@
  *   JSON field delta   only the changed fields, still named (a generous JSON baseline).
  *   JSON + zstd        the JSON document compressed with zstd level 3, no dictionary (as an
  *                      HTTP Content-Encoding would).
- *   MessagePack raw    the fieldsync frame (2-byte header + push message [3, batch, [change]]
- *                      in push form) as wire_frame_encode(dict 0) makes it.
+ *   MessagePack raw    the fieldsync frame (push message [3, batch, [change]] in push form,
+ *                      no frame header: protocol §2) as wire_frame_encode(dict 0) makes it.
+ *                      batch is 1 alone (a session per sync: the SDK numbers a session's
+ *                      pushes from 1) and 1, 2, ... for the batches.
  *   zstd, no dict      6-byte header + zstd level 3 without dictionary, frame parameters as the
- *                      protocol asks (no dictionary id, checksum or content size), even when
- *                      it is larger than raw (the wire would then send raw).
+ *                      protocol asks (no magic number, dictionary id, checksum or content
+ *                      size), even when it is larger than raw (the wire would then send raw).
  *   zstd + dict 1      wire_frame_encode(dict 1): exactly what the engine sends today.
  *   zstd + dict 1 (p)  the same with the frame parameters the protocol specifies set here
  *                      (ZSTD_CCtx_refCDict + ZSTD_compress2). wire.c used to call
@@ -78,6 +80,7 @@ int main(void)
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_c_format: the protocol's magicless frames */
 #include <zstd.h>
 
 #define BENCH_SEED 4242u  /* the trainer uses 201627: keep these apart */
@@ -518,10 +521,10 @@ static void measure(coders *k, workload *w, size_t from, size_t n, uint64_t batc
     if (wire_frame_encode(k->codec, sb.data, sb.size, DICT_ID, 0, &f, &flen))
         die_oom();
     out[E_DICT] = flen;
-    if (!(f[0] & WIRE_FLAG_ZSTD))
+    if (f[0] != WIRE_FLAG_ZSTD) /* a raw frame starts with 0x00 or the body's array header */
         w->raw_fallbacks++;
     size_t p = 6 + zstd_size(k, k->patched, sb.data, sb.size);
-    out[E_DICT_P] = p < sb.size + 2 ? p : sb.size + 2; /* the wire's raw fallback */
+    out[E_DICT_P] = p < sb.size ? p : sb.size; /* the wire's raw fallback: no header */
     free(json.p);
     free(delta.p);
     msgpack_sbuffer_destroy(&sb);
@@ -532,7 +535,9 @@ static void run(coders *k, workload *w)
     double sum_alone[N_ENC] = {0}, sum_batch[N_ENC] = {0};
     size_t out[N_ENC];
     for (size_t i = 0; i < w->n; i++) {
-        measure(k, w, i, 1, 1000 + i, out);
+        /* batch 1: a device that syncs after every entry opens a session per sync, and
+         * the SDK numbers a session's pushes from 1 (client-sdk/session.c) */
+        measure(k, w, i, 1, 1, out);
         for (int e = 0; e < N_ENC; e++) {
             sum_alone[e] += (double)out[e];
             if (out[e] > w->alone_max[e])
@@ -541,7 +546,7 @@ static void run(coders *k, workload *w)
     }
     size_t fallbacks_alone = w->raw_fallbacks;
     for (size_t i = 0; i + BATCH <= w->n; i += BATCH) {
-        measure(k, w, i, BATCH, 5000 + i, out);
+        measure(k, w, i, BATCH, 1 + i / BATCH, out); /* a day offline: one session */
         for (int e = 0; e < N_ENC; e++)
             sum_batch[e] += (double)out[e];
     }
@@ -661,6 +666,7 @@ int main(int argc, char **argv)
         ZSTD_CCtx_setParameter(protocol[i], ZSTD_c_dictIDFlag, 0);
         ZSTD_CCtx_setParameter(protocol[i], ZSTD_c_checksumFlag, 0);
         ZSTD_CCtx_setParameter(protocol[i], ZSTD_c_contentSizeFlag, 0);
+        ZSTD_CCtx_setParameter(protocol[i], ZSTD_c_format, ZSTD_f_zstd1_magicless);
     }
     ZSTD_CCtx_refCDict(k.patched, k.cdict);
     ZSTD_CCtx_setParameter(k.json, ZSTD_c_compressionLevel, 3);

@@ -8,6 +8,7 @@
  */
 #include "change.h"
 
+#include "hlc.h"
 #include "mpr.h"
 
 #include <stddef.h>
@@ -42,14 +43,121 @@ int value_pack(msgpack_packer *pk, const fs_value *v)
     return rc ? FS_ENOMEM : 0;
 }
 
+/* ---- compact clocks (push form) ------------------------------------------------------
+ *
+ * In the push form a clock is written as a difference in milliseconds from a reference the
+ * change itself carries, so that it costs 1-5 bytes instead of 9 and depends on nothing
+ * outside the change (no session, no batch: a re-sent change is the same bytes, which the
+ * server's exactly-once check relies on for changes it could not decode):
+ *   base  0 for a create; otherwise relative to the record id's timestamp (its first 48 bits,
+ *         big-endian Unix ms): an edit based on the record's first version is about 0;
+ *   hlc   relative to base's milliseconds, or to the id's for a create: the time since the
+ *         version the author saw, or about 0 for a create.
+ * A clock whose 16-bit counter is 0 and whose d is >= 0 is the bare uint d; otherwise
+ * [d, counter], where d may be negative (a clock before its reference: a create stamped by a
+ * clock behind its id's). Base with d = 0 and counter 0 is [0, 0] because 0 means create. A
+ * bare negative int is refused. |d| < 2^48, so a uint >= 2^48 cannot be a difference: it is
+ * read as the absolute clock (the full form's encoding), which any sender may use.
+ * docs/protocol.md §3.1 is the normative text. */
+
+#define CLOCK_MS_MAX ((1ull << 48) - 1)
+
+typedef struct wclock {
+    bool absolute; /* v is the clock itself */
+    bool pair;     /* written as [d, counter] */
+    uint64_t v;
+    int64_t d;
+    uint16_t counter;
+} wclock;
+
+static uint64_t rid_ms(const rid_t *id)
+{
+    uint64_t ms = 0;
+    for (int i = 0; i < 6; i++)
+        ms = ms << 8 | id->b[i];
+    return ms;
+}
+
+/* Packs clock relative to ref_ms; pair forces [d, counter] even when the counter is 0. */
+static int pack_clock(msgpack_packer *pk, uint64_t clock, uint64_t ref_ms, bool pair)
+{
+    int64_t d = (int64_t)hlc_physical_ms(clock) - (int64_t)ref_ms; /* both < 2^48 */
+    uint16_t counter = (uint16_t)(clock & 0xffff);
+    if (!counter && !pair && d >= 0)
+        return msgpack_pack_uint64(pk, (uint64_t)d);
+    return msgpack_pack_array(pk, 2) | msgpack_pack_int64(pk, d) |
+           msgpack_pack_uint16(pk, counter);
+}
+
+/* Reads a push-form clock. Returns 0, FS_EDEC_* (COUNT for a pair that is not two elements)
+ * or FS_EVALUE_RANGE (a bare negative int, a difference beyond +-(2^48-1), a counter over
+ * 65535); r is left anywhere on error. */
+static int read_clock(mpr *r, wclock *w)
+{
+    uint32_t n;
+    uint64_t cnt = 0;
+    int rc;
+    memset(w, 0, sizeof *w);
+    w->pair = mpr_peek(r) == MPR_ARRAY;
+    if (w->pair) {
+        if ((rc = mpr_array(r, 2, &n)))
+            return rc == FS_EDEC_TOOBIG ? FS_EDEC_COUNT : rc;
+        if (n != 2)
+            return FS_EDEC_COUNT;
+    } else if (mpr_peek(r) == MPR_UINT) {
+        if ((rc = mpr_u64(r, &w->v)))
+            return rc;
+        if (w->v > CLOCK_MS_MAX) {
+            w->absolute = true;
+            return 0;
+        }
+        w->d = (int64_t)w->v;
+        return 0;
+    }
+    if ((rc = mpr_i64(r, &w->d)))
+        return rc;
+    if (!w->pair && w->d < 0) /* a negative difference is written as a pair */
+        return FS_EVALUE_RANGE;
+    if (w->pair && (rc = mpr_u64(r, &cnt)))
+        return rc;
+    if (cnt > 0xffff || w->d > (int64_t)CLOCK_MS_MAX || w->d < -(int64_t)CLOCK_MS_MAX)
+        return FS_EVALUE_RANGE;
+    w->counter = (uint16_t)cnt;
+    return 0;
+}
+
+/* The clock w says relative to ref_ms: FS_EVALUE_RANGE when its millisecond leaves
+ * 0..2^48-1. */
+static int resolve_clock(uint64_t ref_ms, const wclock *w, uint64_t *clock)
+{
+    if (w->absolute) {
+        *clock = w->v;
+        return 0;
+    }
+    int64_t ms = (int64_t)ref_ms + w->d; /* |d| and ref_ms < 2^48: no overflow */
+    if (ms < 0 || ms > (int64_t)CLOCK_MS_MAX)
+        return FS_EVALUE_RANGE;
+    *clock = hlc_make((uint64_t)ms, w->counter);
+    return 0;
+}
+
 int change_pack(msgpack_packer *pk, const change *c, bool full)
 {
     int rc = msgpack_pack_array(pk, full ? 9 : 6);
     rc |= msgpack_pack_uint8(pk, c->type);
     rc |= msgpack_pack_bin(pk, 16);
     rc |= msgpack_pack_bin_body(pk, c->record.b, 16);
-    rc |= msgpack_pack_uint64(pk, c->hlc);
-    rc |= msgpack_pack_uint64(pk, c->base);
+    if (full) { /* the log's form (sync/store.c reads it): absolute clocks */
+        rc |= msgpack_pack_uint64(pk, c->hlc);
+        rc |= msgpack_pack_uint64(pk, c->base);
+    } else {
+        uint64_t id_ms = rid_ms(&c->record);
+        rc |= pack_clock(pk, c->hlc, c->base ? hlc_physical_ms(c->base) : id_ms, false);
+        if (c->base)
+            rc |= pack_clock(pk, c->base, id_ms, hlc_physical_ms(c->base) == id_ms);
+        else
+            rc |= msgpack_pack_uint8(pk, 0);
+    }
     rc |= msgpack_pack_uint64(pk, c->dseq);
     if (full) {
         rc |= msgpack_pack_bin(pk, 16);
@@ -266,10 +374,24 @@ int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
     if ((rc = mpr_bin(r, 16, &b, &len)) || len != 16)
         return dec_fail(r, save, e, rc && rc != FS_EDEC_TOOBIG ? rc : FS_EBAD_ID, "record id");
     memcpy(c->record.b, b, 16);
-    if ((rc = mpr_u64(r, &c->hlc)))
-        return dec_fail(r, save, e, rc, "hlc");
-    if ((rc = mpr_u64(r, &c->base)))
-        return dec_fail(r, save, e, rc, "base");
+    if (full) {
+        if ((rc = mpr_u64(r, &c->hlc)))
+            return dec_fail(r, save, e, rc, "hlc");
+        if ((rc = mpr_u64(r, &c->base)))
+            return dec_fail(r, save, e, rc, "base");
+    } else { /* compact clocks: hlc is relative to base, which comes after it */
+        uint64_t id_ms = rid_ms(&c->record);
+        wclock hc, bc;
+        if ((rc = read_clock(r, &hc)))
+            return dec_fail(r, save, e, rc, "hlc");
+        if ((rc = read_clock(r, &bc)))
+            return dec_fail(r, save, e, rc, "base");
+        bool create = !bc.absolute && !bc.pair && bc.d == 0;
+        if (!create && (rc = resolve_clock(id_ms, &bc, &c->base)))
+            return dec_fail(r, save, e, rc, "base");
+        if ((rc = resolve_clock(c->base ? hlc_physical_ms(c->base) : id_ms, &hc, &c->hlc)))
+            return dec_fail(r, save, e, rc, "hlc");
+    }
     if ((rc = mpr_u64(r, &c->dseq)))
         return dec_fail(r, save, e, rc, "dseq");
     if (full) {

@@ -8,9 +8,14 @@
  *
  * Wire forms (MessagePack arrays, docs/protocol.md):
  *   push form  [type, record(bin16), hlc, base, dseq, {field num: value}]
- *              (device, author and role come from the authenticated session)
+ *              (device, author and role come from the authenticated session). Compact
+ *              clocks: base is 0 (create) or milliseconds from the record id's timestamp,
+ *              hlc milliseconds from base (from the id's timestamp for a create); each a
+ *              uint, or [int, counter] when the counter is not 0 or the difference negative,
+ *              or the absolute clock (a uint >= 2^48) (protocol §3.1). The
+ *              bytes depend on the change alone, never on the session or the batch.
  *   full form  [type, record(bin16), hlc, base, dseq, device(bin16), author(str), role,
- *               {field num: value}]   (the change log, pulls)
+ *               {field num: value}]   (the change log, pulls: absolute clocks, uint 64)
  * Values by kind: text/scope str; int/time int; date uint YYYYMMDD; enum uint index; bool
  * bool; ref bin16; set [add mask, remove mask]; nil clears the field.
  *

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_c_format / ZSTD_d_format: magicless frames */
 #include <zstd.h>
 
 struct wire_dicts {
@@ -139,6 +140,12 @@ int wire_codec_new(const wire_dicts *d, wire_codec **out)
     ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_dictIDFlag, 0);
     ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0);
     ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 0);
+    /* nor need zstd's 4-byte magic number: the flag says what follows (protocol §2) */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_format, ZSTD_f_zstd1_magicless)) ||
+        ZSTD_isError(ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless))) {
+        wire_codec_free(c);
+        return FS_ECOMPRESS;
+    }
     *out = c;
     return 0;
 }
@@ -184,7 +191,7 @@ int wire_frame_encode(wire_codec *c, const void *body, size_t len, uint32_t dict
         size_t n = ZSTD_CCtx_refCDict(c->cctx, c->d->cdict[dict]);
         if (!ZSTD_isError(n))
             n = ZSTD_compress2(c->cctx, f + 6, bound, body, len);
-        if (!ZSTD_isError(n) && n + 6 < len + 2) {
+        if (!ZSTD_isError(n) && n + 6 < len) {
             f[0] = WIRE_FLAG_ZSTD;
             f[1] = (uint8_t)dict;
             f[2] = (uint8_t)(len >> 24);
@@ -196,11 +203,15 @@ int wire_frame_encode(wire_codec *c, const void *body, size_t len, uint32_t dict
             return 0;
         }
     }
-    f[0] = 0;
-    f[1] = 0;
-    memcpy(f + 2, body, len);
+    /* raw: a body that opens with an array header needs no frame header (protocol §2) */
+    size_t hdr = len && wire_is_array_byte(((const uint8_t *)body)[0]) ? 0 : 2;
+    if (hdr) {
+        f[0] = 0;
+        f[1] = 0;
+    }
+    memcpy(f + hdr, body, len);
     *out = f;
-    *out_len = len + 2;
+    *out_len = len + hdr;
     return 0;
 }
 
@@ -208,6 +219,13 @@ int wire_frame_decode(wire_codec *c, const void *frame, size_t len, size_t max_b
                       const uint8_t **body, size_t *body_len)
 {
     const uint8_t *f = frame;
+    if (len >= 1 && wire_is_array_byte(f[0])) { /* a raw body without frame header */
+        if (len > max_body)
+            return FS_EDEC_TOOBIG;
+        *body = f;
+        *body_len = len;
+        return 0;
+    }
     if (len < 2)
         return FS_EDEC_FRAME;
     if (f[0] & ~WIRE_FLAG_ZSTD)

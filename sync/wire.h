@@ -6,6 +6,9 @@
  *   byte 1   dictionary id: 0 = none, N = schema/dict-N.zdict (only with bit 0)
  *   [bytes 2..5: uncompressed body length, uint32 big-endian — only when compressed]
  *   body     one MessagePack array: [message type, fields...]
+ * or, uncompressed, the body alone: a frame whose first byte opens a MessagePack array
+ * (0x90-0x9f, 0xdc, 0xdd; no flags byte can) has no header. The encoder sends raw bodies so;
+ * zstd frames go without their 4-byte magic number (the flags byte says what follows).
  * Receivers check the declared length against their limit BEFORE decompressing and require
  * the decompressed size to match it exactly. A minimal client sends flags 0 and never needs
  * zstd; the server compresses only for clients that listed the dictionary in hello.
@@ -69,6 +72,14 @@ typedef enum wire_err {
 
 const char *wire_err_name(int code);
 
+/* True for the first byte of a MessagePack array header (fixarray 0x90-0x9f, array 16 0xdc,
+ * array 32 0xdd): a frame that starts with one is a raw body without frame header. No frame
+ * header byte 0 (flags) can take these values. */
+static inline bool wire_is_array_byte(uint8_t b)
+{
+    return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
+}
+
 typedef struct wire_hello {
     rid_t device;
     const char *token; uint32_t token_len;      /* borrowed */
@@ -123,14 +134,16 @@ int wire_codec_new(const wire_dicts *d, wire_codec **out);  /* borrows d */
 void wire_codec_free(wire_codec *c);
 
 /* Wraps body into a frame in the codec's output buffer. dict 0 = send raw; otherwise
- * compress with that dictionary, falling back to raw when compression does not shrink.
+ * compress with that dictionary, falling back to raw when compression does not shrink. A raw
+ * body that opens with an array header goes without frame header (every message does).
  * *out borrows the codec's buffer (valid until the next call on the codec). out_pre bytes of
  * headroom are left before the frame (LWS_PRE for libwebsockets). */
 int wire_frame_encode(wire_codec *c, const void *body, size_t len, uint32_t dict,
                       size_t out_pre, uint8_t **out, size_t *out_len);
 
-/* Unwraps a frame: checks header, declared size <= max_body, decompresses. *body borrows the
- * input (raw) or the codec's buffer (compressed), valid until the next call on the codec.
+/* Unwraps a frame (with or without header): checks header, declared size <= max_body,
+ * decompresses. *body borrows the input (raw) or the codec's buffer (compressed), valid until
+ * the next call on the codec.
  * Returns 0, FS_EDEC_FRAME, FS_EDEC_TOOBIG, or FS_ECOMPRESS (unknown dictionary, bad data). */
 int wire_frame_decode(wire_codec *c, const void *frame, size_t len, size_t max_body,
                       const uint8_t **body, size_t *body_len);

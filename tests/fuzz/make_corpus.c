@@ -191,8 +191,17 @@ int main(int argc, char **argv)
         size_t n;
         char name[64];
         wire_frame_encode(codec, sb.data, sb.size, 0, 0, &f, &n);
-        snprintf(name, sizeof name, "%s-raw", msgs[m].name);
+        snprintf(name, sizeof name, "%s-raw", msgs[m].name); /* no frame header (§2) */
         put(dir_frame, name, f, n);
+        if (m < 3) { /* the 2-byte header form of a raw frame, read too */
+            static uint8_t hdr[1 << 12];
+            if (sb.size + 2 <= sizeof hdr) {
+                hdr[0] = hdr[1] = 0;
+                memcpy(hdr + 2, sb.data, sb.size);
+                snprintf(name, sizeof name, "%s-raw-header", msgs[m].name);
+                put(dir_frame, name, hdr, sb.size + 2);
+            }
+        }
         if (wire_dicts_latest(d)) {
             wire_frame_encode(codec, sb.data, sb.size, wire_dicts_latest(d), 0, &f, &n);
             snprintf(name, sizeof name, "%s-zstd", msgs[m].name);

@@ -454,8 +454,41 @@ static void test_truncated(void)
 enum head_defect {
     HD_NONE, HD_TYPE_STR, HD_TYPE_BIG, HD_TYPE_NEG, HD_RID15, HD_RID17, HD_RID_STR, HD_HLC_STR,
     HD_HLC_NEG, HD_BASE_STR, HD_DSEQ_NIL, HD_DEV15, HD_AUTHOR_LONG, HD_AUTHOR_BIN,
-    HD_AUTHOR_UTF8, HD_ROLE_BIG, HD_ROLE_STR, HD_FIELDS_ARRAY, HD_ARRAY_LEN
+    HD_AUTHOR_UTF8, HD_ROLE_BIG, HD_ROLE_STR, HD_FIELDS_ARRAY, HD_ARRAY_LEN,
+    /* push form only: compact clocks (protocol §3.1) */
+    HD_HLC_PAIR1, HD_HLC_PAIR3, HD_HLC_CNT_BIG, HD_HLC_CNT_STR, HD_HLC_FAR, HD_BASE_FAR,
+    HD_BASE_PAIR_MAP, HD_BASE_NEG, HD_BASE_ABOVE
 };
+
+/* The record id pack_bin_n writes (0x5a bytes): its timestamp, the push form's reference. */
+#define ID5A_MS 0x5a5a5a5a5a5aull
+
+/* A compact clock (push form): d, or [d, counter] when the counter is not 0, d is negative,
+ * or d is 0 in a base (where 0 means create). */
+static void pack_compact(msgpack_packer *pk, uint64_t clock, uint64_t ref_ms, bool is_base)
+{
+    int64_t d = (int64_t)(clock >> 16) - (int64_t)ref_ms;
+    if ((clock & 0xffff) || d < 0 || (is_base && d == 0)) {
+        CHECK_OK(msgpack_pack_array(pk, 2));
+        CHECK_OK(msgpack_pack_int64(pk, d));
+        CHECK_OK(msgpack_pack_uint64(pk, clock & 0xffff));
+    } else {
+        CHECK_OK(msgpack_pack_int64(pk, d));
+    }
+}
+
+/* The hlc and base elements of c's push form, for changes packed by hand. */
+static void pack_push_clocks(msgpack_packer *pk, const change *c)
+{
+    uint64_t id_ms = 0;
+    for (int i = 0; i < 6; i++)
+        id_ms = id_ms << 8 | c->record.b[i];
+    pack_compact(pk, c->hlc, c->base ? c->base >> 16 : id_ms, false);
+    if (c->base)
+        pack_compact(pk, c->base, id_ms, true);
+    else
+        CHECK_OK(msgpack_pack_uint8(pk, 0));
+}
 
 static void pack_bin_n(msgpack_packer *pk, size_t n)
 {
@@ -486,16 +519,53 @@ static void pack_defect(packed *p, const change *c, bool full, enum head_defect 
         CHECK_OK(msgpack_pack_str_with_body(pk, "0123456789abcdef", 16));
     else
         pack_bin_n(pk, 16);
+    uint64_t ref = c->base ? c->base >> 16 : ID5A_MS; /* push form: hlc relative to this */
     if (d == HD_HLC_STR)
         CHECK_OK(msgpack_pack_str_with_body(pk, "1700000000000", 13));
-    else if (d == HD_HLC_NEG)
-        CHECK_OK(msgpack_pack_int64(pk, -5));
-    else
+    else if (d == HD_HLC_NEG) /* full: a negative clock; push: a bare negative difference */
+        CHECK_OK(msgpack_pack_int64(pk, full ? -5 : -(int64_t)ref - 1));
+    else if (d == HD_HLC_PAIR1 || d == HD_HLC_PAIR3) {
+        CHECK_OK(msgpack_pack_array(pk, d == HD_HLC_PAIR1 ? 1 : 3));
+        for (int i = 0; i < (d == HD_HLC_PAIR1 ? 1 : 3); i++)
+            CHECK_OK(msgpack_pack_uint64(pk, 1));
+    } else if (d == HD_HLC_CNT_BIG || d == HD_HLC_CNT_STR) {
+        CHECK_OK(msgpack_pack_array(pk, 2));
+        CHECK_OK(msgpack_pack_int64(pk, 1));
+        if (d == HD_HLC_CNT_BIG)
+            CHECK_OK(msgpack_pack_uint64(pk, 65536));
+        else
+            CHECK_OK(msgpack_pack_str_with_body(pk, "1", 1));
+    } else if (d == HD_BASE_ABOVE) { /* hlc one ms before base: decodes, validation refuses */
+        CHECK_OK(msgpack_pack_array(pk, 2));
+        CHECK_OK(msgpack_pack_int64(pk, -1));
+        CHECK_OK(msgpack_pack_uint8(pk, 0));
+    }
+    else if (d == HD_HLC_FAR) { /* a pair below -(2^48-1), whatever the reference */
+        CHECK_OK(msgpack_pack_array(pk, 2));
+        CHECK_OK(msgpack_pack_int64(pk, -((int64_t)1 << 48)));
+        CHECK_OK(msgpack_pack_uint8(pk, 1));
+    }
+    else if (full)
         CHECK_OK(msgpack_pack_uint64(pk, c->hlc));
+    else
+        pack_compact(pk, c->hlc, ref, false);
     if (d == HD_BASE_STR)
         CHECK_OK(msgpack_pack_str_with_body(pk, "0", 1));
-    else
+    else if (d == HD_BASE_FAR)
+        CHECK_OK(msgpack_pack_int64(pk, -((int64_t)1 << 48)));
+    else if (d == HD_BASE_PAIR_MAP)
+        CHECK_OK(msgpack_pack_map(pk, 0));
+    else if (d == HD_BASE_NEG) { /* base before 1970: a pair reaching below 0 */
+        CHECK_OK(msgpack_pack_array(pk, 2));
+        CHECK_OK(msgpack_pack_int64(pk, -(int64_t)ID5A_MS - 1));
+        CHECK_OK(msgpack_pack_uint8(pk, 0));
+    }
+    else if (full)
         CHECK_OK(msgpack_pack_uint64(pk, c->base));
+    else if (!c->base)
+        CHECK_OK(msgpack_pack_uint8(pk, 0));
+    else
+        pack_compact(pk, c->base, ID5A_MS, true);
     if (d == HD_DSEQ_NIL)
         CHECK_OK(msgpack_pack_nil(pk));
     else
@@ -566,6 +636,17 @@ static void test_bad_header(void)
         expect_defect(&c, full, HD_FIELDS_ARRAY, FS_EDEC_TYPE, "change fields");
         expect_defect(&c, full, HD_ARRAY_LEN, FS_EDEC_COUNT, full ? "header" : "array length");
     }
+    /* compact clocks of the push form */
+    expect_defect(&c, false, HD_HLC_PAIR1, FS_EDEC_COUNT, "change hlc");
+    expect_defect(&c, false, HD_HLC_PAIR3, FS_EDEC_COUNT, "change hlc");
+    expect_defect(&c, false, HD_HLC_CNT_BIG, FS_EVALUE_RANGE, "change hlc");
+    expect_defect(&c, false, HD_HLC_CNT_STR, FS_EDEC_TYPE, "change hlc");
+    expect_defect(&c, false, HD_HLC_FAR, FS_EVALUE_RANGE, "change hlc");
+    expect_defect(&c, false, HD_HLC_NEG, FS_EVALUE_RANGE, "change hlc"); /* bare negative */
+    expect_defect(&c, false, HD_BASE_FAR, FS_EVALUE_RANGE, "change base");
+    expect_defect(&c, false, HD_BASE_PAIR_MAP, FS_EDEC_TYPE, "change base");
+    expect_defect(&c, false, HD_BASE_NEG, FS_EVALUE_RANGE, "change base");
+    expect_defect(&c, false, HD_BASE_ABOVE, FS_EVALUE_RANGE, "must be above base");
     expect_defect(&c, true, HD_DEV15, FS_EBAD_ID, "change device");
     expect_defect(&c, true, HD_AUTHOR_LONG, FS_EDEC_TOOBIG, "change author");
     expect_defect(&c, true, HD_AUTHOR_BIN, FS_EDEC_TYPE, "change author");
@@ -585,6 +666,134 @@ static void test_bad_header(void)
     CHECK_OK(msgpack_pack_map(&p.pk, 0));
     expect_refused(&p, false, FS_EDEC_TYPE, "header");
     packed_destroy(&p);
+}
+
+/* ---- compact clocks of the push form (protocol §3.1) ---------------------------------- */
+
+/* Packs c in push form, checks the bytes of its hlc and base elements (after the 18-byte
+ * record id) are want[0..want_len), and that it decodes back to c. */
+static void expect_clock_bytes(const change *c, const uint8_t *want, size_t want_len)
+{
+    packed p;
+    pack(&p, c, false);
+    const uint8_t *b = (const uint8_t *)p.sb.data;
+    CHECK_INT(b[0], ==, 0x96);
+    CHECK_INT(b[2], ==, 0xc4);
+    CHECK(p.sb.size > 20 + want_len);
+    if (memcmp(b + 20, want, want_len)) {
+        fprintf(stderr, "clock bytes:");
+        for (size_t i = 0; i < want_len + 2; i++)
+            fprintf(stderr, " %02x", b[20 + i]);
+        fprintf(stderr, "\n");
+    }
+    CHECK(!memcmp(b + 20, want, want_len));
+    change d;
+    fs_error e;
+    CHECK_OK(decode_with(S, p.sb.data, p.sb.size, false, &d, &e, NULL));
+    CHECK(d.hlc == c->hlc);
+    CHECK(d.base == c->base);
+    CHECK(d.dseq == c->dseq);
+    /* every prefix fails cleanly, with the position unchanged (decode_with checks) */
+    for (size_t n = 0; n < p.sb.size; n++)
+        CHECK_INT(decode_with(S, p.sb.data, n, false, &d, &e, NULL), <, 0);
+    packed_destroy(&p);
+}
+
+static void test_compact_clocks(void)
+{
+    const schema_type *child = type_named("child");
+    change c;
+    ch_init(&c, child, 0, 0, 300, "李四", role_named("visitor"));
+    ch_int(&c, child, "grade", 3);
+    uint64_t id_ms = 0;
+    for (int i = 0; i < 6; i++)
+        id_ms = id_ms << 8 | c.record.b[i];
+
+    /* a create at the id's millisecond: hlc 0, base 0 */
+    c.hlc = hlc_make(id_ms, 0);
+    expect_clock_bytes(&c, (const uint8_t[]){0x00, 0x00, 0xcd, 0x01, 0x2c}, 5);
+    /* a create 2 ms BEFORE its id's time (a clock behind the id's): a pair [-2, 0] */
+    c.hlc = hlc_make(id_ms - 2, 0);
+    expect_clock_bytes(&c, (const uint8_t[]){0x92, 0xfe, 0x00, 0x00}, 4);
+    /* counter 7: [d, 7] */
+    c.hlc = hlc_make(id_ms + 1, 7);
+    expect_clock_bytes(&c, (const uint8_t[]){0x92, 0x01, 0x07, 0x00}, 4);
+    /* an edit based on the first version (base at the id's ms, counter 0: [0, 0]), one day
+     * later: hlc = base + 86,400,000 ms (uint 32) */
+    c.base = hlc_make(id_ms, 0);
+    c.hlc = hlc_make(id_ms + 86400000, 0);
+    expect_clock_bytes(&c, (const uint8_t[]){0xce, 0x05, 0x26, 0x5c, 0x00, 0x92, 0x00, 0x00}, 8);
+    /* base with a counter, 300 ms after the id; hlc in the same millisecond as base */
+    c.base = hlc_make(id_ms + 300, 2);
+    c.hlc = hlc_make(id_ms + 300, 3);
+    expect_clock_bytes(&c, (const uint8_t[]){0x92, 0x00, 0x03, 0x92, 0xcd, 0x01, 0x2c, 0x02}, 8);
+    /* base before the id's time (negative: a pair), hlc 100 ms after base */
+    c.base = hlc_make(id_ms - 1000, 0);
+    c.hlc = hlc_make(id_ms - 900, 0);
+    expect_clock_bytes(&c, (const uint8_t[]){0x64, 0x92, 0xd1, 0xfc, 0x18, 0x00}, 6);
+    /* the extremes: a year apart, counter 65535 */
+    c.base = hlc_make(id_ms - 365ull * 86400000, 65535);
+    c.hlc = hlc_make(id_ms + 365ull * 86400000, 65535);
+    packed p;
+    pack(&p, &c, false);
+    change d;
+    fs_error e;
+    CHECK_OK(decode_with(S, p.sb.data, p.sb.size, false, &d, &e, NULL));
+    CHECK(d.hlc == c.hlc && d.base == c.base);
+    packed_destroy(&p);
+
+    /* absolute clocks (a uint >= 2^48, the full form's encoding) are read as such: a push
+     * packed with the full form's clocks decodes to the same change */
+    c.base = hlc_make(id_ms + 5, 1);
+    c.hlc = hlc_make(id_ms + 86400000, 0);
+    for (int k = 0; k < 3; k++) {
+        packed_init(&p);
+        CHECK_OK(msgpack_pack_array(&p.pk, 6));
+        CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
+        CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
+        if (k == 1)
+            CHECK_OK(msgpack_pack_int64(&p.pk, 86400000 - 5)); /* compact hlc, absolute base */
+        else
+            CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
+        if (k == 2) {
+            CHECK_OK(msgpack_pack_array(&p.pk, 2)); /* absolute hlc, compact base */
+            CHECK_OK(msgpack_pack_int64(&p.pk, 5));
+            CHECK_OK(msgpack_pack_uint8(&p.pk, 1));
+        } else {
+            CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+        }
+        CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
+        CHECK_OK(msgpack_pack_map(&p.pk, 1));
+        CHECK_OK(msgpack_pack_uint8(&p.pk, c.fields[0].num));
+        CHECK_OK(value_pack(&p.pk, &c.fields[0].v));
+        CHECK_OK(decode_with(S, p.sb.data, p.sb.size, false, &d, &e, NULL));
+        CHECK(d.hlc == c.hlc && d.base == c.base);
+        packed_destroy(&p);
+    }
+    /* the same with base 0 written absolute: 0 is a create */
+    c.base = 0;
+    packed_init(&p);
+    CHECK_OK(msgpack_pack_array(&p.pk, 6));
+    CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
+    CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, 0));
+    CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
+    CHECK_OK(msgpack_pack_map(&p.pk, 1));
+    CHECK_OK(msgpack_pack_uint8(&p.pk, c.fields[0].num));
+    CHECK_OK(value_pack(&p.pk, &c.fields[0].v));
+    CHECK_OK(decode_with(S, p.sb.data, p.sb.size, false, &d, &e, NULL));
+    CHECK(d.hlc == c.hlc && d.base == 0);
+    packed_destroy(&p);
+    /* the push form is smaller than the full form's clocks: 9 + 9 bytes became 5 + 3 */
+    c.base = hlc_make(id_ms, 0);
+    pack(&p, &c, false);
+    packed q;
+    pack(&q, &c, true);
+    CHECK_INT(p.sb.size, <, q.sb.size);
+    packed_destroy(&p);
+    packed_destroy(&q);
+    printf("compact clocks: ok\n");
 }
 
 /* ---- header values the schema refuses -------------------------------------------------- */
@@ -760,8 +969,7 @@ static void expect_raw_value(const char *field, void (*write)(msgpack_packer *),
     CHECK_OK(msgpack_pack_array(&p.pk, 6));
     CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
     CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
-    CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
-    CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+    pack_push_clocks(&p.pk, &c);
     CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
     CHECK_OK(msgpack_pack_map(&p.pk, 1));
     CHECK_OK(msgpack_pack_uint8(&p.pk, field_named(child, field)->num));
@@ -840,8 +1048,7 @@ static void test_unknown_and_order(void)
         CHECK_OK(msgpack_pack_array(&p.pk, 6));
         CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
         CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
-        CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
-        CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+        pack_push_clocks(&p.pk, &c);
         CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
         CHECK_OK(msgpack_pack_map(&p.pk, 1));
         CHECK_OK(msgpack_pack_uint64(&p.pk, k == 0 ? 0 : 257));
@@ -881,8 +1088,7 @@ static void test_unknown_and_order(void)
     CHECK_OK(msgpack_pack_array(&p.pk, 6));
     CHECK_OK(msgpack_pack_uint8(&p.pk, c.type));
     CHECK_OK(msgpack_pack_bin_with_body(&p.pk, c.record.b, 16));
-    CHECK_OK(msgpack_pack_uint64(&p.pk, c.hlc));
-    CHECK_OK(msgpack_pack_uint64(&p.pk, c.base));
+    pack_push_clocks(&p.pk, &c);
     CHECK_OK(msgpack_pack_uint64(&p.pk, c.dseq));
     CHECK_OK(msgpack_pack_map(&p.pk, CHANGE_MAX_FIELDS + 1));
     for (int i = 0; i < CHANGE_MAX_FIELDS + 1; i++) {
@@ -1054,6 +1260,7 @@ int main(void)
     test_round_trip_named();
     test_truncated();
     test_bad_header();
+    test_compact_clocks();
     test_bad_header_values();
     test_bad_values();
     test_bad_wire_values();
