@@ -217,6 +217,36 @@ int fieldsync_visits(fieldsync_db *db, const char *child_id, fieldsync_record_cb
 /* Reports (type "report") whose workflow status is not at its final value (closed). */
 int fieldsync_open_reports(fieldsync_db *db, fieldsync_record_cb cb, void *ctx);
 
+/* One overdue child (the supervisor ledger's subject). Strings borrowed for the call. */
+typedef struct fieldsync_overdue_info {
+    const char *id;          /* the child's record id (fieldsync_record_load to open it) */
+    const char *name;        /* the subject's name field ("" if none) */
+    const char *village;     /* its village as the device sees it */
+    const char *risk;        /* code of its risk level ("" if none) */
+    int64_t since_ms;        /* when its file was opened: earliest clock of its fields */
+    int64_t last_visit_ms;   /* its latest visit's time (Unix ms), 0 if never visited */
+    int32_t interval_days;   /* visit interval of its risk level */
+    int64_t due_ms;          /* (last_visit_ms, or since_ms if never visited) + interval */
+    int64_t days_overdue;    /* whole days between due_ms and now */
+    int pending;             /* the child's view or its latest visit is not yet confirmed */
+} fieldsync_overdue_info;
+/* info is borrowed for the call. Return non-zero to stop. */
+typedef int (*fieldsync_overdue_cb)(void *ctx, const fieldsync_overdue_info *info);
+
+/* The children of village (NULL: every village the device holds) whose visit is overdue, with
+ * the meaning of the supervisor's ledger (docs/supervisor.md §2): on file, and (latest visit,
+ * or when never visited the day the file was opened) + the interval of the child's risk level
+ * is before now_ms (Unix ms; 0: the device's clock). Which type and fields those are, the
+ * status values "on file" and the intervals come from the ledger configuration,
+ * $FIELDSYNC_LEDGER or ledger.yaml beside the schema. Answered by SQLite over the confirmed
+ * state, overlaid with the outbox: a visit saved on this device (not yet synced) counts at
+ * once, and a child created or moved locally is listed by its local view. Ordered most
+ * overdue first (due_ms, then name). Callbacks run after the replica was read, so they may
+ * write. Errors: FIELDSYNC_EINVAL, FIELDSYNC_ESCHEMA (ledger configuration missing or naming
+ * what the schema lacks, with file and line), FIELDSYNC_ESTORE, FIELDSYNC_ENOMEM. */
+int fieldsync_overdue(fieldsync_db *db, const char *village, int64_t now_ms,
+                      fieldsync_overdue_cb cb, void *ctx);
+
 /* ---- outbox, refusals, reviews --------------------------------------------------------- */
 
 typedef struct fieldsync_change_info {
@@ -298,7 +328,8 @@ typedef struct fieldsync_sync_opts {
     int first_batch;         /* changes in the first push (0: 16) */
     int max_batch;           /* changes per push after the first (0: 200) */
     int max_batch_bytes;     /* uncompressed bytes per push (0: 65536): bounds a 2G round */
-    int pull_batch;          /* changes per pull (0: 500) */
+    int pull_batch;          /* changes per pull (0: 1000; at most the server's max_batch;
+                              * the server also ends a message past 256 KiB) */
     int push_only;           /* skip the pull and reviews */
     /* fieldsync_sync_auto only: */
     int interval_ms;         /* between successful syncs (0: 30000); earlier when the outbox

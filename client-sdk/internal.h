@@ -7,7 +7,8 @@
  * confirmed+pending overlay, save), query.c (lists, refused, reviews), outbox.c (numbering at
  * send time with the fast lane, batches, push results, pulled changes), session.c (the
  * libwebsockets client and the protocol state machine), sync.c (fieldsync_sync, automatic
- * mode, cancel), text.c (values to and from text/JSON).
+ * mode, cancel), text.c (values to and from text/JSON), overdue.c (the supervisor ledger's
+ * overdue visits, answered by SQL over the confirmed state plus the outbox overlay).
  */
 #ifndef FIELDSYNC_INTERNAL_H
 #define FIELDSYNC_INTERNAL_H
@@ -131,6 +132,17 @@ int record_scope(fieldsync_db *db, const rid_t *id, char *out, size_t cap);
 int record_save(fieldsync_record *r, uint64_t min_base);
 /* false when a workflow field of the view is at its final value (a closed report). */
 bool record_workflow_open(const fieldsync_record *r);
+
+/* ---- query.c ----------------------------------------------------------------------- */
+
+/* Starts one read transaction for a query that runs many statements (each otherwise its own
+ * transaction, taking and dropping SQLite's WAL read lock), with the store handle current
+ * with the file inside it (sdk_refresh before BEGIN, checked again on the snapshot, so that
+ * no load inside the transaction has to reopen the store). *own: whether this call began the
+ * transaction (false inside the caller's). Returns a fieldsync_err. */
+int sdk_read_begin(fieldsync_db *db, bool *own);
+/* Ends what sdk_read_begin began (COMMIT of a read transaction when *own). */
+void sdk_read_end(fieldsync_db *db, bool own);
 
 /* ---- outbox.c ---------------------------------------------------------------------- */
 

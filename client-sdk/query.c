@@ -66,6 +66,36 @@ static bool view_matches(fieldsync_db *db, fieldsync_record *rec, const schema_t
     return true;
 }
 
+int sdk_read_begin(fieldsync_db *db, bool *own)
+{
+    for (int tries = 0;; tries++) {
+        int rc = sdk_refresh(db);
+        if (rc)
+            return rc;
+        *own = sqlite3_get_autocommit(db->sql) != 0;
+        if (!*own)
+            return 0;
+        if (sqlite3_exec(db->sql, "BEGIN", NULL, NULL, NULL))
+            return sdk_sqlfail(db, "query");
+        /* the snapshot starts with this read: if another handle committed between the
+         * refresh and here, refresh again rather than reopen inside the transaction */
+        uint64_t last;
+        if (store_last_seq(db->st, &last)) {
+            sdk_read_end(db, true);
+            return sdk_sqlfail(db, "log");
+        }
+        if (last == db->seen_seq || tries == 3)
+            return 0;
+        sdk_read_end(db, true);
+    }
+}
+
+void sdk_read_end(fieldsync_db *db, bool own)
+{
+    if (own && !sqlite3_get_autocommit(db->sql))
+        sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
+}
+
 typedef bool (*rec_filter)(fieldsync_record *rec);
 
 static int query(fieldsync_db *db, const char *type, const char *village, const char *parent_id,
@@ -111,9 +141,9 @@ static int query(fieldsync_db *db, const char *type, const char *village, const 
     /* one read transaction for all the loads (each load runs dozens of statements, each
      * otherwise its own transaction with its own lock calls); the callbacks run after it,
      * so they may write */
-    bool own_txn = sqlite3_get_autocommit(db->sql) != 0;
-    if (!rc && own_txn && sqlite3_exec(db->sql, "BEGIN", NULL, NULL, NULL))
-        rc = sdk_sqlfail(db, "query");
+    bool own_txn = false;
+    if (!rc)
+        rc = sdk_read_begin(db, &own_txn);
     fieldsync_record **recs = ids.n ? calloc(ids.n, sizeof *recs) : NULL;
     size_t nrec = 0;
     if (ids.n && !recs && !rc)
@@ -132,8 +162,7 @@ static int query(fieldsync_db *db, const char *type, const char *village, const 
         else
             fieldsync_record_free(rec);
     }
-    if (own_txn && !sqlite3_get_autocommit(db->sql))
-        sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
+    sdk_read_end(db, own_txn);
     size_t i = 0;
     for (; i < nrec && !rc; i++) {
         int stop = cb(ctx, recs[i]);

@@ -9,6 +9,15 @@
  * 2G link gets its first acknowledgement quickly, later ones are bounded by max_batch and
  * max_batch_bytes (uncompressed, so a batch is never more than that on the wire either).
  *
+ * The pull is pipelined: when a changes message says more=true, its header already gives
+ * next_cursor, so the next pull is queued at once and the message is held; it is applied
+ * in the WRITEABLE callback right after that pull went out. The server reads the log and
+ * the link carries the next batch while this device applies the current one. Still one
+ * pull in flight at a time (nothing in docs/protocol.md changes), and each batch is
+ * applied with its next_cursor in one transaction, in order: the stored cursor is always
+ * that of the last batch applied, so a kill at any point repeats at most the batches
+ * received and not applied.
+ *
  * libwebsockets rules kept here (CONVENTIONS.md): a context per session and one service loop
  * on the calling thread; writes only from LWS_CALLBACK_CLIENT_WRITEABLE, one lws_write per
  * callback, LWS_PRE headroom in every queued frame; fragments reassembled up to a cap (close
@@ -70,7 +79,16 @@ typedef struct session {
     bool batch_sent;
     ob_batch batch;
     int pushes;
-    uint64_t cursor, log_end;
+    uint64_t cursor, log_end;   /* cursor: of the last batch applied (and committed) */
+    /* pull pipelining: a changes message held until the pull after it is written */
+    uint8_t *held;              /* its changes (owned; the bytes after the header) */
+    size_t held_len, held_cap;
+    uint32_t held_n;            /* changes in it */
+    uint64_t held_next;         /* its next_cursor */
+    bool apply_held;            /* held is waiting to be applied */
+    change *cs;                 /* decoded changes of a batch (owned; reused: a fresh calloc
+                                 * of ~1.6 MB per batch was page faults and zeroing) */
+    size_t cs_cap;
     fieldsync_progress prog;
     uint64_t push_total_bytes;
 } session;
@@ -239,17 +257,20 @@ static int start_reviews(session *s)
     return send_msg(s);
 }
 
-static int send_pull(session *s)
+/* Asks for the changes after cursor (s->cursor, or a held batch's next_cursor). */
+static int send_pull_from(session *s, uint64_t cursor)
 {
     msgpack_packer pk;
     uint32_t max = (uint32_t)s->o.pull_batch;
-    if (max > s->max_batch)
+    if (!max || max > s->max_batch)
         max = s->max_batch;
-    if (wire_pack_pull(pk_begin(s, &pk), s->cursor, max))
+    if (wire_pack_pull(pk_begin(s, &pk), cursor, max))
         return failf(s, FIELDSYNC_ENOMEM, "out of memory");
     arm_reply_deadline(s);
     return send_msg(s);
 }
+
+static int send_pull(session *s) { return send_pull_from(s, s->cursor); }
 
 static int start_pull(session *s)
 {
@@ -354,22 +375,22 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
     return push_next(s);
 }
 
-static int on_changes(session *s, mpr *r, uint32_t count)
+/* Applies the n changes at r with next_cursor next (one transaction), then continues: when
+ * the batch was held (more=true, its successor already requested) nothing more to send;
+ * else the pull is over and the review items are next. */
+static int apply_changes(session *s, mpr *r, uint32_t n, uint64_t next, bool held)
 {
     fieldsync_db *db = s->db;
     fs_error e = {0};
-    uint64_t next;
-    bool more;
-    uint32_t n;
-    if (s->state != ST_PULL)
-        return failf(s, FIELDSYNC_EPROTOCOL, "changes out of turn");
-    if (wire_read_changes(r, count, &next, &more, &n, &e))
-        return failf(s, FIELDSYNC_EPROTOCOL, "bad changes: %s", e.msg);
-    change *cs = n ? calloc(n, sizeof *cs) : NULL;
-    if (n && !cs)
-        return failf(s, FIELDSYNC_ENOMEM, "out of memory");
+    if (n > s->cs_cap) { /* change_unpack fills what it uses: no zeroing needed */
+        change *p = realloc(s->cs, n * sizeof *p);
+        if (!p)
+            return failf(s, FIELDSYNC_ENOMEM, "out of memory");
+        s->cs = p;
+        s->cs_cap = n;
+    }
+    change *cs = s->cs;
     size_t k = 0;
-    uint64_t skipped = 0;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *save = r->p;
         int rc = change_unpack(r, db->s, true, &cs[k], &e);
@@ -380,16 +401,12 @@ static int on_changes(session *s, mpr *r, uint32_t count)
         /* a change this schema cannot represent (the server converts to our version, so
          * this is the server's bug): skip it alone rather than stop syncing forever */
         r->p = save;
-        if (mpr_skip(r, MPR_MAX_DEPTH)) {
-            free(cs);
+        if (mpr_skip(r, MPR_MAX_DEPTH))
             return failf(s, FIELDSYNC_EPROTOCOL, "bad changes: %s", e.msg);
-        }
-        skipped++;
         snprintf(s->res->message, sizeof s->res->message, "skipped a pulled change: %s", e.msg);
     }
     uint64_t applied;
     int rc = outbox_apply_pulled(db, cs, k, next, &applied);
-    free(cs);
     if (rc)
         return failf(s, rc, "%s", db->err);
     s->cursor = next;
@@ -399,10 +416,52 @@ static int on_changes(session *s, mpr *r, uint32_t count)
     if (s->prog.changes_done > s->prog.changes_total)
         s->prog.changes_total = s->prog.changes_done;
     report(s);
-    (void)skipped;
-    if (more)
-        return send_pull(s);
-    return start_reviews(s);
+    return held ? 0 : start_reviews(s);
+}
+
+/* Applies the held batch, if any (after its successor pull was written, or before the next
+ * changes message is handled, whichever comes first). */
+static int apply_held(session *s)
+{
+    if (!s->apply_held)
+        return 0;
+    s->apply_held = false;
+    mpr r;
+    mpr_init(&r, s->held, s->held_len);
+    return apply_changes(s, &r, s->held_n, s->held_next, true);
+}
+
+static int on_changes(session *s, mpr *r, uint32_t count)
+{
+    fs_error e = {0};
+    uint64_t next;
+    bool more;
+    uint32_t n;
+    if (s->state != ST_PULL)
+        return failf(s, FIELDSYNC_EPROTOCOL, "changes out of turn");
+    int rc = apply_held(s);
+    if (rc || s->state != ST_PULL)
+        return rc;
+    if (wire_read_changes(r, count, &next, &more, &n, &e))
+        return failf(s, FIELDSYNC_EPROTOCOL, "bad changes: %s", e.msg);
+    if (!more)
+        return apply_changes(s, r, n, next, false);
+    /* hold the batch, ask for the next one now, apply once that pull is on the wire */
+    size_t len = mpr_left(r);
+    if (len > s->held_cap) {
+        uint8_t *p = realloc(s->held, len);
+        if (!p)
+            return failf(s, FIELDSYNC_ENOMEM, "out of memory");
+        s->held = p;
+        s->held_cap = len;
+    }
+    if (len)
+        memcpy(s->held, r->p, len);
+    s->held_len = len;
+    s->held_n = n;
+    s->held_next = next;
+    s->apply_held = true;
+    return send_pull_from(s, next);
 }
 
 static int on_reviews(session *s, mpr *r, uint32_t count)
@@ -432,7 +491,8 @@ static int on_error(session *s, mpr *r, uint32_t count)
     switch (we.code) {
     case WERR_CURSOR:
         /* our cursor is beyond the server's log: start again from 0 (duplicates are no-ops) */
-        if (s->state == ST_PULL && s->cursor) {
+        if (s->state == ST_PULL && (s->cursor || s->apply_held)) {
+            s->apply_held = false; /* a held batch was never applied: pull it again too */
             s->cursor = 0;
             return send_pull(s);
         }
@@ -577,6 +637,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 lws_callback_on_writable(wsi);
             else if (s->close_now)
                 lws_callback_on_writable(wsi);
+            else if (s->apply_held && s->state == ST_PULL)
+                apply_held(s); /* the next pull is out: apply while the server answers */
             break;
         }
         if (s->close_now) {
@@ -703,6 +765,8 @@ out:
     wire_codec_free(s->codec);
     msgpack_sbuffer_destroy(&s->sb);
     free(s->rx);
+    free(s->held);
+    free(s->cs);
     free(s);
     return rc;
 }

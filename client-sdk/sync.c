@@ -36,7 +36,7 @@ static void opts_defaults(fieldsync_sync_opts *o, const fieldsync_sync_opts *in)
     DEF(first_batch, 16);
     DEF(max_batch, 200);
     DEF(max_batch_bytes, 65536);
-    DEF(pull_batch, 500);
+    DEF(pull_batch, WIRE_MAX_BATCH); /* the server caps it (welcome max_batch) */
     DEF(interval_ms, 30000);
     DEF(backoff_min_ms, 1000);
     DEF(backoff_max_ms, 300000);

@@ -152,6 +152,7 @@ static const char main_help[] =
     "  report advance ID --status S [--note TEXT]\n"
     "  record add TYPE --field NAME=VALUE [...] | record edit ID --field NAME=VALUE [...]\n"
     "  list children [--village V] | list visits --child ID | list reports [--all]\n"
+    "  list overdue [--village V]\n"
     "  show ID                                  a record as this device sees it\n"
     "  pending                                  changes waiting to be sent\n"
     "  refused [--dismiss ID]                   changes the server refused, with reasons\n"
@@ -197,6 +198,7 @@ static const cmd_help helps[] = {
     {"list", "usage: fieldsync list children [--village V]\n"
              "       fieldsync list visits --child ID\n"
              "       fieldsync list reports [--all]   (open ones unless --all)\n"
+             "       fieldsync list overdue [--village V]   (visits overdue, as the ledger)\n"
              "Records as this device sees them; '*' marks values not yet confirmed.\n"},
     {"show", "usage: fieldsync show ID\nEvery field of a record; pending (unconfirmed) values "
              "are marked.\n"},
@@ -586,6 +588,39 @@ static int list_cb(void *ctx, fieldsync_record *rec)
     return 0;
 }
 
+static int overdue_cb(void *ctx, const fieldsync_overdue_info *in)
+{
+    list_ctx *l = ctx;
+    char last[32] = "never", due[32];
+    struct tm tm;
+    time_t t = (time_t)(in->due_ms / 1000);
+    localtime_r(&t, &tm);
+    strftime(due, sizeof due, "%Y-%m-%d", &tm);
+    if (in->last_visit_ms) {
+        t = (time_t)(in->last_visit_ms / 1000);
+        localtime_r(&t, &tm);
+        strftime(last, sizeof last, "%Y-%m-%d", &tm);
+    }
+    if (json) {
+        printf("%s{\"id\": \"%s\", \"name\": ", l->n ? ",\n " : "", in->id);
+        json_str(stdout, in->name);
+        printf(", \"village\": ");
+        json_str(stdout, in->village);
+        printf(", \"risk\": \"%s\", \"since_ms\": %lld, \"last_visit_ms\": %lld, "
+               "\"interval_days\": %d, \"due_ms\": %lld, \"days_overdue\": %lld, "
+               "\"pending\": %s}",
+               in->risk, (long long)in->since_ms, (long long)in->last_visit_ms,
+               (int)in->interval_days, (long long)in->due_ms, (long long)in->days_overdue,
+               in->pending ? "true" : "false");
+    } else {
+        printf("%s%s  %s  %s  risk %s  last visit %s  due %s  %lld days overdue\n",
+               in->pending ? "*" : " ", in->id, in->village, in->name, in->risk[0] ? in->risk : "-",
+               last, due, (long long)in->days_overdue);
+    }
+    l->n++;
+    return 0;
+}
+
 static int cmd_list(fieldsync_db *db, args *a)
 {
     const char *what = positional(a);
@@ -607,6 +642,11 @@ static int cmd_list(fieldsync_db *db, args *a)
         if ((rc = leftovers(a)))
             return rc;
         rc = fieldsync_visits(db, c, list_cb, &l);
+    } else if (!strcmp(what, "overdue")) {
+        const char *v = opt(a, "--village");
+        if ((rc = leftovers(a)))
+            return rc;
+        rc = fieldsync_overdue(db, v, 0, overdue_cb, &l);
     } else if (!strcmp(what, "reports")) {
         bool all = flag(a, "--all");
         if ((rc = leftovers(a)))
