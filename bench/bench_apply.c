@@ -37,6 +37,7 @@
  */
 #include "change.h"
 #include "err.h"
+#include "harness.h"
 #include "hlc.h"
 #include "rid.h"
 #include "schema.h"
@@ -51,7 +52,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -505,29 +505,6 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void cpu_model(char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            const char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ' || *p == '\t')
-                    p++;
-                snprintf(out, cap, "%s", p);
-                out[strcspn(out, "\n")] = '\0';
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
 /* Bytes this process has passed to write(2) so far (/proc/self/io), or 0 if unknown. */
 static uint64_t written_bytes(void)
 {
@@ -892,23 +869,9 @@ int main(int argc, char **argv)
         max_body = l > max_body ? l : max_body;
     }
 
-    /* header: machine, date, command */
-    struct utsname un;
-    char cpu[256], date[64], cmd[2048] = "";
-    cpu_model(cpu, sizeof cpu);
-    if (uname(&un))
-        snprintf(un.machine, sizeof un.machine, "?");
-    time_t now = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
-    for (int i = 0; i < argc; i++) {
-        size_t l = strlen(cmd);
-        snprintf(cmd + l, sizeof cmd - l, "%s%s", i ? " " : "", argv[i]);
-    }
-    printf("bench_apply — store_apply_batch throughput\n");
-    printf("  machine   %s, %ld cpus, %s\n", un.machine, sysconf(_SC_NPROCESSORS_ONLN), cpu);
-    printf("  date      %s\n", date);
-    printf("  command   %s\n", cmd);
-    printf("  sqlite    %s, store dir %s\n", sqlite3_libversion(), o.dir);
+    /* header: machine, date, load, command (the harness's, shared by the benchmarks) */
+    bh_header("bench_apply — store_apply_batch throughput", argc, argv);
+    printf("  store dir %s\n", o.dir);
     printf("  workload  %zu single-field child edits (lww: school text in Chinese, grade int,\n"
            "            guardian_type/category/status enums) over %u children by %u devices,\n"
            "            batch %ld; created first: %zu children (10 fields each, timed apart)\n",

@@ -10,6 +10,9 @@
  *   time). The log stays the truth: open and a failed batch replay it after
  *   meta.materialized_seq. Values and rule state are MessagePack blobs so the field table
  *   has one shape for every kind.
+ * - A replica's log has no index besides its rowid: duplicates are found through the field
+ *   versions, an in-memory set of the unflushed rows and log_by_record (is_logged), and its
+ *   changes are merged into the cached states in place (nothing refuses them).
  * - The authority refuses a change as a whole: all of its fields are merged into scratch
  *   states first and written only if every field accepted. Never half-applied.
  * - Refusals consume the device sequence and are remembered in `refused`, so a re-sent
@@ -28,13 +31,13 @@
 
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
+    S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
     S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_CHILD_SCOPE,
     S_FIELD_GET, S_FIELD_PUT,
     S_DEVSEQ_GET, S_DEVSEQ_PUT,
     S_REFUSED_GET, S_REFUSED_PUT,
     S_REVIEW_OPEN, S_REVIEW_CLOSE,
-    S_META_GET, S_META_SET,
+    S_META_GET, S_META_SET, S_CLOCK_SAVE,
     S_COUNT
 };
 
@@ -45,6 +48,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOG_INSERT] = "INSERT INTO log(device, dseq, hlc, type, record, scope, body) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
     [S_LOG_BY_DEV] = "SELECT seq, body FROM log WHERE device = ?1 AND dseq = ?2",
+    /* replica: is this change among the flushed (indexed) rows of its record? */
+    [S_LOG_FIND] = "SELECT 1 FROM log_by_record x JOIN log l ON l.seq = x.seq "
+                   "WHERE x.record = ?1 AND l.hlc = ?2 AND l.device = ?3 AND l.dseq = ?4",
     [S_LOG_SCAN] = "SELECT seq, body, scope FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     /* authority only (log_scope index): the rows of some scopes, each scope's range walked
      * through the index, merged in log order */
@@ -85,20 +91,28 @@ static const char *const stmt_sql[S_COUNT] = {
                        "AND field = ?2 AND resolved_hlc = 0 AND hlc_a <= ?3 AND hlc_b <= ?3",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+    /* the clock, never lowered: several handles on one file each keep their own clock, and
+     * the greatest must survive */
+    [S_CLOCK_SAVE] = "INSERT INTO meta(key, value) VALUES ('hlc', ?1) ON CONFLICT(key) DO "
+                     "UPDATE SET value = CASE WHEN CAST(excluded.value AS INTEGER) > "
+                     "CAST(value AS INTEGER) THEN excluded.value ELSE value END",
 };
 
 /*
  * The log's uniqueness, by mode. The authority looks changes up by (device, dseq) to answer
  * re-sends, and each push comes from one device, so that index grows at one point per batch.
- * A replica only needs "this change is already here": it receives every device's changes
- * interleaved, where a (device, dseq) index would dirty one random page per device per batch;
- * (hlc, device, dseq) identifies a change as well and grows at its right edge, since clocks
- * arrive roughly in order.
+ * A replica only needs "this change is already here", and it has no index for that: an index
+ * on (hlc, device, dseq) was a fifth of the bytes and B-tree work of each applied change.
+ * Instead (see is_logged): a change whose clock is above the version of one of its fields
+ * cannot have been merged, so it is new, which is the common case of a pull; otherwise the
+ * log rows not yet flushed are looked up in memory (the tail set) and the flushed ones
+ * through log_by_record, the record's history. Stores made before this kept a unique index
+ * log_change(hlc, device, dseq): open drops it (see store_open).
  */
 static const char *const log_index_sql[] = {
     [STORE_AUTHORITY] = "CREATE UNIQUE INDEX IF NOT EXISTS log_device ON log(device, dseq);"
                         "CREATE INDEX IF NOT EXISTS log_scope ON log(scope, seq);",
-    [STORE_REPLICA] = "CREATE UNIQUE INDEX IF NOT EXISTS log_change ON log(hlc, device, dseq);",
+    [STORE_REPLICA] = "",
 };
 
 static const char *const migration_sql =
@@ -146,6 +160,18 @@ typedef struct devseq_slot {
 
 #define DEVSEQ_SLOTS 32
 
+/* A replica's log row after materialized_seq, by identity: the tail set (see is_logged). */
+typedef struct tkey {
+    uint64_t seq;        /* log sequence */
+    uint64_t hlc;
+    uint64_t dseq;
+    rid_t device;
+} tkey;
+
+/* Rows after materialized_seq that trigger a flush: bounds the tail set (40 bytes a row) and
+ * the replay at open. */
+#define TAIL_MAX 250000
+
 struct store {
     sqlite3 *db;
     const schema *s;
@@ -160,7 +186,7 @@ struct store {
     merge_out outs[CHANGE_MAX_FIELDS];
     centry *ents[CHANGE_MAX_FIELDS]; /* cache entries of the current change's fields */
     /* field-state cache: open addressing, linear probing, capacity a power of two */
-    centry **tab;
+    struct cslot *tab;
     size_t tab_cap, tab_used, n_dirty, flush_threshold;
     centry **dirty;          /* the n_dirty dirty entries: a flush visits only these */
     size_t dirty_cap;
@@ -172,6 +198,9 @@ struct store {
     int n_dslots;
     struct rcache *rc_tab;   /* record headers seen (records table rows), see rcache_* */
     size_t rc_cap, rc_used;
+    tkey *tail;              /* replica: log rows after `materialized`, in log order */
+    size_t tail_cap, tail_used;
+    size_t tail_sorted;      /* tail[0, tail_sorted) is in (hlc, device, dseq) order */
 };
 
 #define CACHE_MAX_CLEAN 200000 /* clean states kept after a flush, at most */
@@ -234,27 +263,52 @@ int store_meta_set(store *st, const char *key, const char *value)
     return rc == SQLITE_DONE ? 0 : FS_EIO;
 }
 
-/* Saves the clock, never lowering the stored value: several handles on one file (the daemon,
- * an admin command) each keep their own clock, and the greatest must survive. */
+/* Saves the clock, never lowering the stored value (S_CLOCK_SAVE; once per batch, so the
+ * statement is cached like the others). */
 static int save_clock(store *st)
 {
-    static const char sql[] =
-        "INSERT INTO meta(key, value) VALUES ('hlc', ?1) ON CONFLICT(key) DO UPDATE SET "
-        "value = CASE WHEN CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER) "
-        "THEN excluded.value ELSE value END";
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL))
+    sqlite3_stmt *s = stmt(st, S_CLOCK_SAVE);
+    if (!s)
         return FS_EIO;
     char v[32];
     snprintf(v, sizeof v, "%llu", (unsigned long long)st->clock.last);
     sqlite3_bind_text(s, 1, v, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     return rc == SQLITE_DONE ? 0 : FS_EIO;
 }
 
 static int recover(store *st);
 static int catch_up(store *st);
+
+/* A replica store made before the tail set had a unique index log_change: drop it, after
+ * making sure every row up to materialized_seq is in log_by_record, which is_logged relies
+ * on. Once per store, in one transaction. */
+static int drop_log_change(store *st)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE name = 'log_change'", -1,
+                           &q, NULL))
+        return FS_EIO;
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return FS_EIO;
+    if (sqlite3_exec(st->db,
+                     "BEGIN IMMEDIATE;"
+                     "INSERT OR IGNORE INTO log_by_record(record, seq) SELECT record, seq FROM "
+                     "log WHERE seq <= coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE "
+                     "key = 'materialized_seq'), 0);"
+                     "DROP INDEX log_change;"
+                     "COMMIT;",
+                     NULL, NULL, NULL)) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return FS_EIO;
+    }
+    return 0;
+}
 
 int store_open(const char *path, const schema *s, store_mode mode, store **out, fs_error *e)
 {
@@ -285,7 +339,8 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
                      "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;",
                      NULL, NULL, NULL) ||
         sqlite3_exec(st->db, migration_sql, NULL, NULL, NULL) ||
-        sqlite3_exec(st->db, log_index_sql[mode], NULL, NULL, NULL)) {
+        sqlite3_exec(st->db, log_index_sql[mode], NULL, NULL, NULL) ||
+        (mode == STORE_REPLICA && drop_log_change(st))) {
         rc = db_fail(st, e, path);
         goto fail;
     }
@@ -351,6 +406,7 @@ void store_close(store *st)
     free(st->tab);
     free(st->dirty);
     free(st->rc_tab);
+    free(st->tail);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
@@ -512,21 +568,34 @@ static size_t ckey_hash(const rid_t *r, uint8_t field)
     return (size_t)(h ^ (h >> 31));
 }
 
+/* A slot of the cache's table. The key is repeated beside the pointer so that a probe reads
+ * only the table (one cache line for a few slots), not each entry it passes: profiled, the
+ * entries' cache misses were most of the lookup. */
+typedef struct cslot {
+    rid_t record;
+    uint32_t field;
+    centry *e;           /* NULL: free */
+} cslot;
+
+static void cslot_put(cslot *tab, size_t cap, centry *e)
+{
+    size_t j = ckey_hash(&e->record, e->field) & (cap - 1);
+    while (tab[j].e)
+        j = (j + 1) & (cap - 1);
+    tab[j].record = e->record;
+    tab[j].field = e->field;
+    tab[j].e = e;
+}
+
 static int cache_grow(store *st)
 {
     size_t cap = st->tab_cap ? st->tab_cap * 2 : 1024;
-    centry **nt = calloc(cap, sizeof *nt);
+    cslot *nt = calloc(cap, sizeof *nt);
     if (!nt)
         return FS_ENOMEM;
-    for (size_t i = 0; i < st->tab_cap; i++) {
-        centry *e = st->tab[i];
-        if (!e)
-            continue;
-        size_t j = ckey_hash(&e->record, e->field) & (cap - 1);
-        while (nt[j])
-            j = (j + 1) & (cap - 1);
-        nt[j] = e;
-    }
+    for (size_t i = 0; i < st->tab_cap; i++)
+        if (st->tab[i].e)
+            cslot_put(nt, cap, st->tab[i].e);
     free(st->tab);
     st->tab = nt;
     st->tab_cap = cap;
@@ -541,10 +610,10 @@ static void cache_clear(store *st, bool keep_dirty)
     if (keep_dirty && st->n_dirty)
         keep = malloc(st->n_dirty * sizeof *keep);
     for (size_t i = 0; i < st->tab_cap; i++) {
-        centry *e = st->tab[i];
+        centry *e = st->tab[i].e;
         if (!e)
             continue;
-        st->tab[i] = NULL;
+        st->tab[i].e = NULL;
         if (keep && e->dirty) {
             keep[kept++] = e;
             continue;
@@ -556,11 +625,7 @@ static void cache_clear(store *st, bool keep_dirty)
     if (!keep_dirty || !keep)
         st->n_dirty = 0;
     for (size_t k = 0; k < kept; k++) {
-        centry *e = keep[k];
-        size_t j = ckey_hash(&e->record, e->field) & (st->tab_cap - 1);
-        while (st->tab[j])
-            j = (j + 1) & (st->tab_cap - 1);
-        st->tab[j] = e;
+        cslot_put(st->tab, st->tab_cap, keep[k]);
         st->tab_used++;
     }
     free(keep);
@@ -574,9 +639,9 @@ static int cache_get(store *st, const rid_t *record, int type, const schema_fiel
     if ((st->tab_used + 1) * 2 > st->tab_cap && cache_grow(st))
         return FS_ENOMEM;
     size_t j = ckey_hash(record, f->num) & (st->tab_cap - 1);
-    for (centry *e; (e = st->tab[j]); j = (j + 1) & (st->tab_cap - 1))
-        if (e->field == f->num && !rid_cmp(&e->record, record)) {
-            *out = e;
+    for (cslot *sl; (sl = &st->tab[j])->e; j = (j + 1) & (st->tab_cap - 1))
+        if (sl->field == (uint32_t)f->num && !memcmp(sl->record.b, record->b, 16)) {
+            *out = sl->e;
             return 0;
         }
     centry *e = calloc(1, sizeof *e);
@@ -591,10 +656,122 @@ static int cache_get(store *st, const rid_t *record, int type, const schema_fiel
         free(e);
         return rc;
     }
-    st->tab[j] = e;
+    st->tab[j].record = *record;
+    st->tab[j].field = f->num;
+    st->tab[j].e = e;
     st->tab_used++;
     *out = e;
     return 0;
+}
+
+/* ---- the tail set: a replica's log rows after materialized_seq ------------------------ */
+
+/*
+ * An array in log order, appended to by each logged change (sequential writes: a hash set
+ * here cost a cache miss per change, profiled at ~15% of a replica's apply time). It is
+ * searched only for a possible duplicate (is_logged), so it is sorted only then: the prefix
+ * [0, tail_sorted) is kept in (hlc, device, dseq) order, which appends in clock order (a pull)
+ * extend; a lookup scans the unsorted suffix, or sorts and merges it into the prefix when it
+ * is longer than about the square root of the array (O(n) per sqrt(n) appends at worst).
+ */
+
+static int tkey_cmp(const void *pa, const void *pb)
+{
+    const tkey *a = pa, *b = pb;
+    if (a->hlc != b->hlc)
+        return a->hlc < b->hlc ? -1 : 1;
+    int c = memcmp(a->device.b, b->device.b, 16);
+    if (c)
+        return c;
+    return a->dseq < b->dseq ? -1 : a->dseq > b->dseq;
+}
+
+/* Sorts the suffix and merges it into the sorted prefix. Returns 0 or FS_ENOMEM. */
+static int tail_sort(store *st)
+{
+    size_t n = st->tail_used, p = st->tail_sorted, m = n - p;
+    tkey *tmp = malloc(m * sizeof *tmp);
+    if (!tmp)
+        return FS_ENOMEM;
+    memcpy(tmp, st->tail + p, m * sizeof *tmp);
+    qsort(tmp, m, sizeof *tmp, tkey_cmp);
+    /* merge from the back: prefix [0, p) and tmp [0, m) into [0, n) */
+    size_t i = p, j = m, k = n;
+    while (j > 0) {
+        if (i > 0 && tkey_cmp(&st->tail[i - 1], &tmp[j - 1]) > 0)
+            st->tail[--k] = st->tail[--i];
+        else
+            st->tail[--k] = tmp[--j];
+    }
+    free(tmp);
+    st->tail_sorted = n;
+    return 0;
+}
+
+/* Whether the tail holds (hlc, dev, dseq): 0 with *found, or FS_ENOMEM. */
+static int tail_find(store *st, uint64_t hlc, const rid_t *dev, uint64_t dseq, bool *found)
+{
+    *found = false;
+    size_t m = st->tail_used - st->tail_sorted, lim = 32;
+    while (lim * lim < st->tail_used)
+        lim *= 2;
+    if (m > lim) {
+        int rc = tail_sort(st);
+        if (rc)
+            return rc;
+    }
+    tkey k = {.hlc = hlc, .dseq = dseq, .device = *dev};
+    if (bsearch(&k, st->tail, st->tail_sorted, sizeof k, tkey_cmp)) {
+        *found = true;
+        return 0;
+    }
+    for (size_t i = st->tail_sorted; i < st->tail_used && !*found; i++)
+        *found = !tkey_cmp(&st->tail[i], &k);
+    return 0;
+}
+
+/* Appends a logged change (replica only). Returns 0 or FS_ENOMEM. */
+static int tail_add(store *st, const change *c, uint64_t seq)
+{
+    if (st->mode != STORE_REPLICA)
+        return 0;
+    if (st->tail_used == st->tail_cap) {
+        size_t cap = st->tail_cap ? st->tail_cap * 2 : 1024;
+        tkey *nt = realloc(st->tail, cap * sizeof *nt);
+        if (!nt)
+            return FS_ENOMEM;
+        st->tail = nt;
+        st->tail_cap = cap;
+    }
+    tkey *k = &st->tail[st->tail_used];
+    k->seq = seq;
+    k->hlc = c->hlc;
+    k->dseq = c->dseq;
+    k->device = c->device;
+    if (st->tail_sorted == st->tail_used &&
+        (st->tail_used == 0 || tkey_cmp(k - 1, k) < 0))
+        st->tail_sorted++;
+    st->tail_used++;
+    return 0;
+}
+
+/* Forgets the rows up to seq (now in log_by_record); all of them when seq is UINT64_MAX. */
+static void tail_drop(store *st, uint64_t seq)
+{
+    size_t kept = 0, kept_sorted = 0;
+    for (size_t i = 0; i < st->tail_used && seq != UINT64_MAX; i++)
+        if (st->tail[i].seq > seq) {
+            /* the kept rows of the sorted prefix stay sorted, and first */
+            kept_sorted += i < st->tail_sorted;
+            st->tail[kept++] = st->tail[i];
+        }
+    st->tail_used = kept;
+    st->tail_sorted = kept_sorted;
+    if (!kept && st->tail_cap > 16384) { /* a big pull's array: give the memory back */
+        free(st->tail);
+        st->tail = NULL;
+        st->tail_cap = 0;
+    }
 }
 
 /* After the transaction holding a flush committed: states are clean, the cache bounded. */
@@ -604,6 +781,7 @@ static void flush_done(store *st, uint64_t last)
         st->dirty[i]->dirty = false;
     st->n_dirty = 0;
     st->materialized = last;
+    tail_drop(st, last);
     if (st->tab_used > CACHE_MAX_CLEAN)
         cache_clear(st, false);
 }
@@ -1179,6 +1357,35 @@ static int write_record(store *st, const change *c, bool has_scope, const char *
 }
 
 /*
+ * Replica: whether c is already in the log (*dup), given st->ents, the cache entries of its
+ * fields. Returns 0 or FS_EIO. A field's version is the greatest clock merged into it, and the
+ * cache holds every logged change merged (catch_up), so a clock above one field's version
+ * proves c new without a lookup: the common case of a pull, whose clocks mostly increase.
+ * Otherwise the tail set holds the rows after materialized_seq and log_by_record the others.
+ */
+static int is_logged(store *st, const change *c, bool *dup)
+{
+    *dup = false;
+    for (uint32_t i = 0; i < c->n_fields; i++)
+        if (!st->ents[i]->st.present || st->ents[i]->st.version < c->hlc)
+            return 0;
+    int rc = tail_find(st, c->hlc, &c->device, c->dseq, dup);
+    if (rc || *dup)
+        return rc;
+    sqlite3_stmt *q = stmt(st, S_LOG_FIND);
+    if (!q)
+        return FS_EIO;
+    sqlite3_bind_blob(q, 1, c->record.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)c->hlc);
+    sqlite3_bind_blob(q, 3, c->device.b, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)c->dseq);
+    rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    *dup = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+/*
  * Applies one change inside the batch transaction. Returns 0 with r filled (accepted,
  * duplicate or refused), or FS_EIO/FS_ENOMEM for a failure that must abort the batch.
  * authority: refuse by the rules; reviews: open review items on races; raw: the change
@@ -1308,16 +1515,30 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
                      schema_field_by_num(t, t->scope_field)->name, t->name);
         REFUSE();
     }
-    /* merge every field into scratch copies; refuse the change if any field refuses */
+    /* a replica's duplicate is known before merging (is_logged reads the cached states) */
+    if (how == HOW_LIVE && st->mode == STORE_REPLICA) {
+        bool dup;
+        if ((rc = is_logged(st, c, &dup)))
+            return rc;
+        if (dup) {
+            r->status = APPLY_DUPLICATE;
+            return 0;
+        }
+    }
+    /* Merge every field. The authority merges into scratch copies and refuses the change if
+     * any field refuses; nothing refuses a replica's change from here on, so it merges into
+     * the cached states themselves (saving a deep copy per field): if the batch then fails,
+     * recover() rebuilds the cache from the log anyway. */
+    bool inplace = !authority;
     for (uint32_t i = 0; i < c->n_fields; i++) {
         const schema_field *f = schema_field_by_num(t, c->fields[i].num);
-        field_state *fs = &st->scratch[i];
+        field_state *fs = inplace ? &st->ents[i]->st : &st->scratch[i];
         if (authority && f->rule == RULE_IMMUTABLE && ri.created) {
             fs_error_set(&e, FS_EAPPEND_ONLY, "field '%s' of %s is fixed when it is created",
                          f->name, t->name);
             REFUSE();
         }
-        if ((rc = field_state_copy(fs, &st->ents[i]->st))) {
+        if (!inplace && (rc = field_state_copy(fs, &st->ents[i]->st))) {
             release_outs(st, nf_done);
             return rc;
         }
@@ -1334,10 +1555,9 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
      * change with an older clock must not take the record to its village */
     for (uint32_t i = 0; t->scope_field && i < c->n_fields; i++) {
         const schema_field *f = schema_field_by_num(t, c->fields[i].num);
-        if (f->num == t->scope_field && f->kind == KIND_SCOPE &&
-            st->scratch[i].value.kind == VAL_STR) {
-            snprintf(scope, sizeof scope, "%.*s", (int)st->scratch[i].value.u.s.len,
-                     st->scratch[i].value.u.s.p);
+        const field_state *fs = inplace ? &st->ents[i]->st : &st->scratch[i];
+        if (f->num == t->scope_field && f->kind == KIND_SCOPE && fs->value.kind == VAL_STR) {
+            snprintf(scope, sizeof scope, "%.*s", (int)fs->value.u.s.len, fs->value.u.s.p);
             has_scope = true;
         }
     }
@@ -1374,11 +1594,14 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
             goto out;
         }
         rc = 0;
-        if (sqlite3_changes(st->db) == 0) { /* replica: (device, dseq) already applied */
+        if (sqlite3_changes(st->db) == 0) { /* cannot happen: uniqueness was checked */
             r->status = APPLY_DUPLICATE;
+            rc = inplace ? FS_EIO : 0; /* the cache already holds it: rebuild the cache */
             goto out;
         }
         r->seq = (uint64_t)sqlite3_last_insert_rowid(st->db);
+        if ((rc = tail_add(st, c, r->seq)))
+            goto out;
     }
     bool scope_moved = has_scope && (!ri.has_scope || strcmp(scope, ri.scope));
     if (how != HOW_RECOVER && (!ri.exists || !ri.created || scope_moved || parent))
@@ -1397,9 +1620,11 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
     /* the change is in: its merged states replace the cached ones */
     for (uint32_t i = 0; i < c->n_fields; i++) {
         centry *ce = st->ents[i];
-        field_state tmp = ce->st;
-        ce->st = st->scratch[i];
-        st->scratch[i] = tmp;
+        if (!inplace) {
+            field_state tmp = ce->st;
+            ce->st = st->scratch[i];
+            st->scratch[i] = tmp;
+        }
         if (!ce->dirty) {
             if (st->n_dirty == st->dirty_cap) {
                 size_t cap = st->dirty_cap ? st->dirty_cap * 2 : 1024;
@@ -1422,10 +1647,14 @@ out:
 #undef REFUSE
 }
 
-/* Replays the log after materialized_seq into the cache (after a crash or a failed batch:
- * the state of committed changes that never reached `fields` is rebuilt from the log). */
-/* Merges log entries after `after` into the cache (HOW_RECOVER) and sets seen. */
-static int replay_from(store *st, uint64_t after)
+/*
+ * Merges the log entries after `after` into the cache, in log order, and advances seen.
+ * HOW_RECOVER (after a crash, a failed batch, another handle's writes): merge only; an entry
+ * this schema cannot decode is skipped (it stays in the log); a replica's tail set gets each
+ * entry. HOW_REBUILD (store_rebuild, tables cleared): records and review items are written
+ * too, and an entry that cannot be decoded fails the rebuild (FS_EIO).
+ */
+static int replay_log(store *st, uint64_t after, apply_how how)
 {
     sqlite3_stmt *s = stmt(st, S_LOG_ALL);
     if (!s)
@@ -1443,10 +1672,17 @@ static int replay_from(store *st, uint64_t after)
         seen = seq;
         mpr r;
         mpr_init(&r, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
-        if (change_unpack(&r, st->s, true, c, NULL))
-            continue; /* logged under a schema this one cannot read: it stays in the log */
+        if (change_unpack(&r, st->s, true, c, NULL)) {
+            if (how == HOW_RECOVER)
+                continue; /* logged under a schema this one cannot read */
+            rc = FS_EIO;
+            break;
+        }
+        if (how == HOW_RECOVER && (rc = tail_add(st, c, seq)))
+            break;
         apply_result res;
-        int arc = apply_one(st, c, NULL, NULL, false, false, HOW_RECOVER, seq, &res);
+        int arc = apply_one(st, c, NULL, NULL, false,
+                            how == HOW_REBUILD && st->mode == STORE_AUTHORITY, how, seq, &res);
         if (arc) {
             rc = arc;
             break;
@@ -1467,11 +1703,12 @@ static int recover(store *st)
 {
     char v[32];
     cache_clear(st, false);
+    tail_drop(st, UINT64_MAX);
     st->materialized = store_meta_get(st, "materialized_seq", v, sizeof v) == 0
                            ? strtoull(v, NULL, 10)
                            : 0;
     st->seen = st->materialized;
-    return replay_from(st, st->materialized);
+    return replay_log(st, st->materialized, HOW_RECOVER);
 }
 
 /* Merges what other handles on the same file logged since this one last looked: the cache
@@ -1484,7 +1721,7 @@ static int catch_up(store *st)
     if (rc || last <= st->seen)
         return rc;
     rcache_clear(st); /* another handle wrote: its records may have moved */
-    return replay_from(st, st->seen);
+    return replay_log(st, st->seen, HOW_RECOVER);
 }
 
 int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
@@ -1507,7 +1744,7 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
         rc = devseq_flush(st);
     if (!rc && st->clock.last != clock_before)
         rc = save_clock(st);
-    if (!rc && st->n_dirty >= st->flush_threshold)
+    if (!rc && (st->n_dirty >= st->flush_threshold || st->tail_used >= TAIL_MAX))
         rc = store_flush(st, NULL);
     if (!rc && exec1(st, S_COMMIT))
         rc = FS_EIO;
@@ -1690,35 +1927,9 @@ static int rebuild_tx(store *st, void *ctx)
                      NULL, NULL, NULL))
         return FS_EIO;
     st->materialized = 0;
-    sqlite3_stmt *s = stmt(st, S_LOG_ALL);
-    if (!s)
-        return FS_EIO;
-    sqlite3_bind_int64(s, 1, 0);
-    change *c = malloc(sizeof *c);
-    if (!c) {
-        sqlite3_reset(s);
-        return FS_ENOMEM;
-    }
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        mpr r;
-        mpr_init(&r, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
-        if (change_unpack(&r, st->s, true, c, NULL)) {
-            rc = FS_EIO;
-            break;
-        }
-        apply_result res;
-        int arc = apply_one(st, c, NULL, NULL, false, st->mode == STORE_AUTHORITY, HOW_REBUILD,
-                            (uint64_t)sqlite3_column_int64(s, 0), &res);
-        if (arc) {
-            rc = arc;
-            break;
-        }
-    }
-    free(c);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return rc == SQLITE_ROW ? FS_EIO : rc;
+    int rc = replay_log(st, 0, HOW_REBUILD);
+    if (rc)
+        return rc;
     if ((rc = store_last_seq(st, &st->seen)))
         return rc;
     return store_flush(st, NULL);
