@@ -47,6 +47,32 @@ static bool may_watch(session *s, const char *code, sub_kind *kind)
     return false;
 }
 
+static void sub_link(session *s)
+{
+    if (s->sub != SUB_NONE)
+        return;
+    server *srv = s->srv;
+    s->sub_prev = NULL;
+    s->sub_next = srv->subscribers;
+    if (srv->subscribers)
+        srv->subscribers->sub_prev = s;
+    srv->subscribers = s;
+}
+
+void subscribe_drop(session *s)
+{
+    if (s->sub == SUB_NONE)
+        return;
+    if (s->sub_prev)
+        s->sub_prev->sub_next = s->sub_next;
+    else
+        s->srv->subscribers = s->sub_next;
+    if (s->sub_next)
+        s->sub_next->sub_prev = s->sub_prev;
+    s->sub_prev = s->sub_next = NULL;
+    s->sub = SUB_NONE;
+}
+
 int handle_subscribe(session *s, mpr *r, uint32_t count)
 {
     const char *scope;
@@ -58,6 +84,7 @@ int handle_subscribe(session *s, mpr *r, uint32_t count)
         return -1;
     }
     if (len == 0) {
+        sub_link(s);
         s->sub = SUB_ALL;
         s->sub_code[0] = '\0';
         return 0;
@@ -75,6 +102,7 @@ int handle_subscribe(session *s, mpr *r, uint32_t count)
                       (int)(len > 40 ? 40 : len), scope);
         return -1;
     }
+    sub_link(s);
     s->sub = kind;
     snprintf(s->sub_code, sizeof s->sub_code, "%s", code);
     return 0;
@@ -98,12 +126,13 @@ static bool filter_matches(session *t, const char *scope)
  * supervisors' pages (web_live.c). */
 static void fanout(server *srv, const change *c, uint64_t seq, const char *scope)
 {
-    for (session *t = srv->sessions; t; t = t->next) {
+    for (session *t = srv->subscribers, *next; t; t = next) {
+        next = t->sub_next; /* RESYNC below unlinks t */
         if (t->state != SS_READY || t->sub == SUB_NONE || !filter_matches(t, scope) ||
             !scope_sees(t, c, scope))
             continue;
         if (t->q_ledger >= srv->cfg.ledger_queue) {
-            t->sub = SUB_NONE;
+            subscribe_drop(t);
             session_error(t, WERR_RESYNC, false,
                           "more than %u ledger events waiting: pull from your cursor, then "
                           "subscribe again",

@@ -4,9 +4,10 @@
  *
  * Shape: one process, one libwebsockets service thread running a plain lws_service() loop.
  * Everything — sessions, the store, the server's own tables, metrics — is touched only from
- * that thread, so nothing here is locked. A push is applied synchronously inside the receive
- * callback (store_apply_batch, one SQLite transaction) and its result queued only after
- * COMMIT returned; a signal can therefore never split a batch.
+ * that thread, so nothing here is locked. A push is decoded in the receive callback, parked,
+ * and applied by the work timer in a bounded slice between socket passes (session.c:
+ * store_apply_batch, one SQLite transaction) and its result queued only after COMMIT
+ * returned; a signal only sets a flag, so it can never split a batch.
  *
  * Files, by concern:
  *   main.c          arguments, signals, the service loop, shutdown
@@ -51,6 +52,9 @@
 #define SRV_TXQ_PAUSE_BYTES (1u << 20) /* stop reading a session that does not read */
 #define SRV_PULL_SOFT_BYTES (256u << 10) /* a changes message stops growing past this */
 #define SRV_PULL_SCAN_ROWS 20000    /* log rows one pull may look at (filtered ones count) */
+#define SRV_WORK_SLICE_US 10000     /* parked messages run per loop pass, then sockets */
+#define SRV_PARK_SMALL_BYTES 4096  /* a push body up to this runs in the interactive lane */
+#define SRV_WRITES_PER_CALLBACK 64  /* frames one WRITEABLE may write while not choked */
 #define SRV_CLOSE_GRACE_S 5         /* a closing session that does not read is cut after */
 #define SRV_SHUTDOWN_GRACE_MS 3000  /* time to flush SHUTDOWN errors before exiting */
 #define SRV_CODE_MAX 32             /* township and village codes, bytes */
@@ -268,6 +272,9 @@ typedef enum sess_state {
     SS_CLOSING     /* an error that closes is queued: input is ignored, output drains */
 } sess_state;
 
+/* Parking lanes (session.c): small pushes and review lists before bulk work. */
+enum { PARK_INTERACTIVE = 0, PARK_BULK = 1 };
+
 typedef enum sub_kind { SUB_NONE, SUB_ALL, SUB_VILLAGE, SUB_TOWNSHIP } sub_kind;
 
 struct session {
@@ -280,11 +287,17 @@ struct session {
     uint8_t *rx;
     size_t rx_len, rx_cap;
     bool rx_text;              /* the message being received is a text message */
-    /* output queue: frames with LWS_PRE headroom, written one per WRITEABLE */
+    /* output queue: frames with LWS_PRE headroom, written from WRITEABLE */
     txframe *q_head, *q_tail;
     size_t q_bytes;
     unsigned q_ledger;
-    bool rx_paused;            /* lws_rx_flow_control(0) while the queue is large */
+    bool rx_paused;            /* the queue is large: stop reading until it drains */
+    bool rx_stopped;           /* lws_rx_flow_control(0) is in effect (paused or parked) */
+    /* a message waiting for the work slice (session.c: parking) */
+    uint8_t *park;             /* its decoded body, owned; NULL when nothing is parked */
+    size_t park_len;
+    session *park_next;        /* srv->park_head[park_lane], in arrival order */
+    unsigned park_lane;        /* PARK_INTERACTIVE or PARK_BULK */
     int close_code;            /* WebSocket close status once the queue drained */
     int64_t closing_since;     /* srv_mono_ms() when SS_CLOSING began */
     /* identity, after hello */
@@ -301,6 +314,7 @@ struct session {
     /* subscription */
     sub_kind sub;
     char sub_code[SRV_CODE_MAX + 1];
+    session *sub_prev, *sub_next; /* srv->subscribers, while sub != SUB_NONE */
     /* limits */
     int64_t last_rx;           /* srv_mono_ms() when bytes last arrived */
     int64_t last_msg;          /* srv_mono_ms() when the last whole message arrived (or open) */
@@ -348,6 +362,7 @@ struct server {
     struct lws_vhost *vhost;
     int lock_fd;               /* flock on <db>.lock while serving */
     session *sessions;         /* every WebSocket session */
+    session *subscribers;      /* the sessions with a subscription (fan-out walks only these) */
     unsigned n_sessions;
     village_entry *villages;   /* sorted by code; owned */
     size_t n_villages;
@@ -359,6 +374,9 @@ struct server {
     bool drain_expired;
     lws_sorted_usec_list_t drain;
     srv_metrics m;
+    session *park_head[2], *park_tail[2]; /* parked sessions per lane, oldest first */
+    lws_sorted_usec_list_t work; /* runs parked messages, SRV_WORK_SLICE_US per loop pass */
+    bool work_due;             /* work is scheduled */
     msgpack_sbuffer out;       /* message body being built */
     msgpack_sbuffer tmp;       /* a second scratch buffer (changes of a pull) */
     change *batch;             /* WIRE_MAX_BATCH decoded changes (scratch) */
@@ -403,6 +421,8 @@ int handle_reviews(session *s, struct mpr *r, uint32_t count);
 void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scope);
 /* The same for a change the server itself committed; ctx is the server. */
 void server_fanout(void *ctx, const change *c, uint64_t seq, const char *scope);
+/* Drops s's subscription (and its place in srv->subscribers); no-op without one. */
+void subscribe_drop(session *s);
 
 /* Hello rate limiting per address (handle_hello.c). */
 bool hello_blocked(server *srv, const char *addr);

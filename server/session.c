@@ -8,12 +8,20 @@
  * Input: lws delivers a message in fragments (rx_buffer_size chunks); they are appended to
  * s->rx until lws_is_final_fragment(), with a hard cap of max_frame (1 MiB): past it the
  * session gets TOO_BIG and WebSocket close 1009, and the rest of that message is discarded
- * unread. A complete message is then decoded and dispatched to its handle_*.c.
+ * unread. A complete message is then decoded and dispatched to its handle_*.c; those that
+ * do store work (hello, push, pull, reviews) are parked first and run by the work timer in
+ * bounded slices between socket passes (see "parking" below).
  *
  * Output: every message is framed (wire_frame_encode, compressed with the dictionary the
  * device announced) into its own heap block with LWS_PRE bytes of headroom and appended to a
- * per-session queue. LWS_CALLBACK_SERVER_WRITEABLE writes exactly one queued frame and asks
- * for another callback while frames remain; nothing is ever written from anywhere else. A
+ * per-session queue. LWS_CALLBACK_SERVER_WRITEABLE writes queued frames and asks for another
+ * callback while frames remain; nothing is ever written from anywhere else. The rule for
+ * writing: the first frame unconditionally (lws promised the socket is writeable), each
+ * further one only if lws_send_pipe_choked() returns 0 just before it (no partial write is
+ * buffered inside lws and poll says the kernel takes more), at most 64 per callback. A
+ * partial write is thus always the last write of a callback, which is what lws' one write
+ * per WRITEABLE guarantees; one frame per callback meant one frame per loop pass, too few
+ * for a subscriber on a busy server (docs/performance.md §4). A
  * session whose queue passes 1 MiB stops being read (lws_rx_flow_control) until it drains,
  * and one past 16 MiB (a peer that asks and never reads) is dropped with LIMIT.
  *
@@ -48,6 +56,18 @@ static void queue_clear(session *s)
     s->q_ledger = 0;
 }
 
+/* Reads from the peer are stopped while its queue is large (rx_paused: a peer that asks and
+ * does not read) or while one of its messages is parked (the next one must wait for it),
+ * never while closing (lws must read the peer's close frame). */
+static void rx_flow_update(session *s)
+{
+    bool stop = s->state != SS_CLOSING && (s->rx_paused || s->park);
+    if (stop == s->rx_stopped)
+        return;
+    lws_rx_flow_control(s->wsi, stop ? 0 : 1);
+    s->rx_stopped = stop;
+}
+
 /* Frames body and appends it to the queue. force: ignore the queue bound (errors). */
 static int queue_body(session *s, const void *body, size_t len, bool ledger, bool force)
 {
@@ -75,8 +95,8 @@ static int queue_body(session *s, const void *body, size_t len, bool ledger, boo
     s->q_ledger += ledger;
     srv->m.messages_out++;
     if (!s->rx_paused && s->q_bytes > SRV_TXQ_PAUSE_BYTES && s->state != SS_CLOSING) {
-        lws_rx_flow_control(s->wsi, 0);
         s->rx_paused = true;
+        rx_flow_update(s);
     }
     lws_callback_on_writable(s->wsi);
     return 0;
@@ -103,10 +123,8 @@ static void start_closing(session *s, int close_code)
     s->state = SS_CLOSING;
     s->closing_since = srv_mono_ms();
     s->close_code = close_code;
-    if (s->rx_paused) { /* let lws read the peer's close frame */
-        lws_rx_flow_control(s->wsi, 1);
-        s->rx_paused = false;
-    }
+    s->rx_paused = false;
+    rx_flow_update(s); /* let lws read the peer's close frame */
     lws_callback_on_writable(s->wsi);
 }
 
@@ -159,10 +177,16 @@ unsigned session_count_device(server *srv, const rid_t *device)
     return n;
 }
 
+static void park_drop(session *s);
+
 void sessions_shutdown(server *srv)
 {
-    for (session *s = srv->sessions; s; s = s->next)
+    for (session *s = srv->sessions; s; s = s->next) {
+        park_drop(s); /* not applied, not acknowledged: the device sends it again */
         session_error(s, WERR_SHUTDOWN, true, "server stopping; reconnect later");
+    }
+    lws_sul_cancel(&srv->work);
+    srv->work_due = false;
 }
 
 /* Re-reads the device and the user's scope after the admin changed the tables: a revoked
@@ -216,6 +240,154 @@ void sessions_tick(server *srv, bool admin_changed)
         if (s->state == SS_CLOSING && now - s->closing_since > SRV_CLOSE_GRACE_S * 1000)
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }
+}
+
+/* ---- parking: the store's work in slices between socket passes ---------------------- *
+ *
+ * One lws_service() pass calls RECEIVE for every socket that has data. If each push were
+ * applied there, a pass during which 2,000 devices push would run for seconds (2-3 ms of
+ * store work per push) before any WRITEABLE: push results, pongs and ledger events would wait
+ * for the whole pass, and a subscriber would get one frame per pass. So messages that do
+ * store work (hello, push, pull, reviews) are decoded in RECEIVE and *parked*: the decoded
+ * body is copied to the session, reading from that session stops (rx flow control; its next
+ * message waits, so a session's messages still run in order), and the session joins one of
+ * two FIFO lanes. The work timer (an lws_sul, due at once) runs parked messages for at most
+ * SRV_WORK_SLICE_US (10 ms), then lets the loop go round: poll, every socket's reads and
+ * writes, then the next slice. A pass is therefore bounded by one slice plus the sockets'
+ * own work, whatever the load. Idle, a parked message waits one loop iteration.
+ *
+ * Lanes: a push whose body is at most SRV_PARK_SMALL_BYTES (4 KiB: a few visits, what a
+ * device sends right after an entry, or a page's review resolution) and a reviews request
+ * are *interactive*; hellos, pulls and bigger pushes (a week's backlog) are *bulk*. A slice
+ * runs interactive messages first, bulk ones for the rest of it but never for less than half
+ * of it while any wait, so neither lane starves. Shortest job first: on market day a single
+ * visit pushed during the rush waits for at most a slice or two instead of behind every
+ * backlog that arrived before it (seconds), which is what makes the live ledger live
+ * (docs/performance.md §4); the backlogs take as long as before, in total.
+ *
+ * Nothing about durability changes: a parked push has not been applied and nothing was
+ * acknowledged; a session that closes or is shut down while parked loses the message, and
+ * the device sends it again. Cheap messages (ping, subscribe, error) run at once when
+ * nothing of their session is parked. */
+
+static void work_run(lws_sorted_usec_list_t *sul);
+static void session_dispatch(session *s, const uint8_t *body, size_t blen);
+
+static void work_schedule(server *srv)
+{
+    if (srv->work_due)
+        return;
+    srv->work_due = true;
+    lws_sul_schedule(srv->ctx, 0, &srv->work, work_run, 1);
+}
+
+/* -1: run at once; otherwise the lane to park the message in. */
+static int message_lane(session *s, const uint8_t *body, size_t blen)
+{
+    if (s->state == SS_CLOSING)
+        return -1;
+    mpr r;
+    mpr_init(&r, body, blen);
+    uint32_t type, count;
+    if (wire_read_type(&r, &type, &count))
+        return -1; /* the dispatch answers BAD_FRAME at once */
+    switch (type) {
+    case MSG_PUSH: return blen <= SRV_PARK_SMALL_BYTES ? PARK_INTERACTIVE : PARK_BULK;
+    case MSG_REVIEWS: return PARK_INTERACTIVE;
+    case MSG_HELLO:
+    case MSG_PULL: return PARK_BULK;
+    default: return -1;
+    }
+}
+
+/* Copies body (it lives in the shared decoder) and queues the session for the work timer. */
+static void park_message(session *s, const uint8_t *body, size_t blen, unsigned lane)
+{
+    server *srv = s->srv;
+    uint8_t *p = malloc(blen ? blen : 1);
+    if (!p) {
+        session_error(s, WERR_INTERNAL, true, "out of memory");
+        return;
+    }
+    memcpy(p, body, blen);
+    s->park = p;
+    s->park_len = blen;
+    s->park_next = NULL;
+    s->park_lane = lane;
+    if (srv->park_tail[lane])
+        srv->park_tail[lane]->park_next = s;
+    else
+        srv->park_head[lane] = s;
+    srv->park_tail[lane] = s;
+    rx_flow_update(s);
+    work_schedule(srv);
+}
+
+/* Takes s (parked) off the FIFO: O(1) for the head, a walk otherwise (close, fallback). */
+static void park_unlink(session *s)
+{
+    server *srv = s->srv;
+    unsigned lane = s->park_lane;
+    session *prev = NULL, **pp = &srv->park_head[lane];
+    while (*pp && *pp != s) {
+        prev = *pp;
+        pp = &(*pp)->park_next;
+    }
+    if (!*pp)
+        return;
+    *pp = s->park_next;
+    if (srv->park_tail[lane] == s)
+        srv->park_tail[lane] = prev;
+    s->park_next = NULL;
+}
+
+/* Forgets s's parked message without running it. */
+static void park_drop(session *s)
+{
+    if (!s->park)
+        return;
+    park_unlink(s);
+    free(s->park);
+    s->park = NULL;
+    s->park_len = 0;
+}
+
+/* Runs s's parked message (unless s is closing) and lets s be read again. */
+static void park_run(session *s)
+{
+    park_unlink(s);
+    uint8_t *body = s->park;
+    size_t blen = s->park_len;
+    s->park = NULL;
+    s->park_len = 0;
+    if (s->state != SS_CLOSING)
+        session_dispatch(s, body, blen);
+    free(body);
+    rx_flow_update(s);
+}
+
+static void work_run(lws_sorted_usec_list_t *sul)
+{
+    server *srv = lws_container_of(sul, server, work);
+    srv->work_due = false;
+    lws_usec_t t0 = lws_now_usecs();
+    /* 10 ms: each pass also costs a poll() over every connection (~17% of the CPU on market
+     * day); a slice of up to 4x the sockets' part of the pass (<= 40 ms) used less CPU but
+     * tripled the p99 of a live event (docs/performance.md §2, §4) */
+    const lws_usec_t end = SRV_WORK_SLICE_US;
+    /* the interactive lane first, then bulk work for the rest of the slice, but never less
+     * than half of it when both wait (neither lane can starve), then interactive again */
+    const lws_usec_t half = end / 2;
+    session **h = srv->park_head;
+    while (h[PARK_INTERACTIVE] && (lws_now_usecs() - t0 < half || !h[PARK_BULK]) &&
+           lws_now_usecs() - t0 < end)
+        park_run(h[PARK_INTERACTIVE]);
+    while (h[PARK_BULK] && lws_now_usecs() - t0 < end)
+        park_run(h[PARK_BULK]);
+    while (h[PARK_INTERACTIVE] && lws_now_usecs() - t0 < end)
+        park_run(h[PARK_INTERACTIVE]);
+    if (h[PARK_INTERACTIVE] || h[PARK_BULK])
+        work_schedule(srv); /* the next pass: after every socket had its turn */
 }
 
 /* ---- dispatch ----------------------------------------------------------------------- */
@@ -282,10 +454,21 @@ static void session_message(session *s, const uint8_t *frame, size_t len)
         session_error(s, WERR_BAD_FRAME, true, "bad frame header: %s", fs_strerror(rc));
         return;
     }
+    int lane = message_lane(s, body, blen);
+    if (lane >= 0) {
+        park_message(s, body, blen, (unsigned)lane);
+        return;
+    }
+    session_dispatch(s, body, blen);
+}
+
+/* Runs one decoded message body: the state checks of protocol §5, then its handler. */
+static void session_dispatch(session *s, const uint8_t *body, size_t blen)
+{
     mpr r;
     mpr_init(&r, body, blen);
     uint32_t type, count;
-    rc = wire_read_type(&r, &type, &count);
+    int rc = wire_read_type(&r, &type, &count);
     if (rc) {
         session_error(s, WERR_BAD_FRAME, true,
                       "the body must be a MessagePack array starting with the message type: %s",
@@ -352,6 +535,8 @@ static void session_gone(server *srv, session *s)
     if (s->next)
         s->next->prev = s->prev;
     srv->n_sessions--;
+    subscribe_drop(s);
+    park_drop(s);
     queue_clear(s);
     free(s->rx);
     if (s->user.id) /* it had said hello: supervisors' device views change (online, refused) */
@@ -366,6 +551,8 @@ static void session_rx(session *s, const void *in, size_t len)
 {
     server *srv = s->srv;
     srv->m.bytes_in += len;
+    if (s->park) /* read despite the flow control: the parked message goes first */
+        park_run(s);
     if (s->state == SS_CLOSING)
         return; /* discard: the error is queued and the close follows */
     s->last_rx = srv_mono_ms(); /* a big message on a slow link is not idleness */
@@ -417,20 +604,27 @@ static int session_writeable(session *s)
         }
         return 0;
     }
-    int n = lws_write(s->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
-    if (n < 0)
-        return -1;
-    s->srv->m.bytes_out += f->len;
-    fault_frame_written(f); /* tests: FIELDSYNC_FAULT=push_after_send (fault.c) */
-    s->q_head = f->next;
-    if (!s->q_head)
-        s->q_tail = NULL;
-    s->q_bytes -= f->len;
-    s->q_ledger -= f->ledger;
-    free(f);
+    /* Several frames per callback, each only while lws_send_pipe_choked() says the socket
+     * takes more (the rule: see the file header); a loaded loop gives each session one
+     * WRITEABLE per pass, and a subscriber gets many events per pass. */
+    for (int k = 0; f && k < SRV_WRITES_PER_CALLBACK; k++, f = s->q_head) {
+        if (k && lws_send_pipe_choked(s->wsi))
+            break;
+        int n = lws_write(s->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
+        if (n < 0)
+            return -1;
+        s->srv->m.bytes_out += f->len;
+        fault_frame_written(f); /* tests: FIELDSYNC_FAULT=push_after_send (fault.c) */
+        s->q_head = f->next;
+        if (!s->q_head)
+            s->q_tail = NULL;
+        s->q_bytes -= f->len;
+        s->q_ledger -= f->ledger;
+        free(f);
+    }
     if (s->rx_paused && s->q_bytes < SRV_TXQ_PAUSE_BYTES / 4) {
-        lws_rx_flow_control(s->wsi, 1);
         s->rx_paused = false;
+        rx_flow_update(s);
     }
     if (s->q_head || s->state == SS_CLOSING)
         lws_callback_on_writable(s->wsi);

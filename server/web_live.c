@@ -21,8 +21,9 @@
  * checked again: an expired or deleted one closes the socket with 4401. The user's scope is
  * reloaded when the admin changes the tables, like device sessions (session.c).
  *
- * Writes follow the daemon's rule: only in SERVER_WRITEABLE, one frame per callback, from a
- * per-connection queue; the hook is the server's commit fan-out (handle_subscribe.c), so an
+ * Writes follow the daemon's rule (session.c): only in SERVER_WRITEABLE, from a
+ * per-connection queue, a further frame in the same callback only while
+ * lws_send_pipe_choked() says the socket takes it; the hook is the server's commit fan-out (handle_subscribe.c), so an
  * event leaves in the service-loop turn after the device's push committed.
  */
 #include "web.h"
@@ -300,14 +301,19 @@ static int live_writeable(live_conn *c)
         }
         return 0;
     }
-    int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-    if (n < 0)
-        return -1;
-    c->q_head = f->next;
-    if (!c->q_head)
-        c->q_tail = NULL;
-    c->q_n--;
-    free(f);
+    /* several frames while the socket takes them: the rule of session.c's header */
+    for (int k = 0; f && k < SRV_WRITES_PER_CALLBACK; k++, f = c->q_head) {
+        if (k && lws_send_pipe_choked(c->wsi))
+            break;
+        int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (n < 0)
+            return -1;
+        c->q_head = f->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->q_n--;
+        free(f);
+    }
     if (c->q_head || c->close_code)
         lws_callback_on_writable(c->wsi);
     return 0;
