@@ -509,7 +509,8 @@ static int gather(ov_run *o)
         rc = subject_view(o, &o->pend[i]);
     if (rc)
         return rc;
-    qsort(o->v, o->n, sizeof *o->v, cmp_subj_id);
+    if (o->n) /* qsort's array may not be NULL, even empty */
+        qsort(o->v, o->n, sizeof *o->v, cmp_subj_id);
     /* confirmed visits of the village: subject reference and time */
     snprintf(sql, sizeof sql,
              "SELECT fs.value, ft.value FROM records r "

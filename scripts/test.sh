@@ -16,6 +16,9 @@ if [ "${1:-}" != "--quick" ]; then
   echo "== tests under ASan+UBSan =="
   CC=clang cmake -S . -B build-asan -DFS_WERROR=ON -DFS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-asan -j"$jobs"
+  # detect_leaks + abort_on_error: a leak at exit is SIGABRT, in the test binaries and in every
+  # fieldsyncd and CLI they start; the helpers that stop those fail the test on it and name
+  # the log with the LeakSanitizer report (tests/integration/exit_check.h)
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FS_SANITIZED=1 \
      ctest --output-on-failure -j"$jobs" --timeout 900)

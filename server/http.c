@@ -269,6 +269,7 @@ static int http_request(server *srv, struct lws *wsi, http_pss *p, const char *p
         lws_hdr_custom_copy(wsi, req->csrf, sizeof req->csrf, "x-csrf-token:", 13) < 0)
         req->csrf[0] = '\0';
     lws_get_peer_simple(wsi, req->peer, sizeof req->peer);
+    req->wsi = wsi;
     char cl[32] = "";
     copy_hdr(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH);
     long long clen = cl[0] ? atoll(cl) : 0;
@@ -334,6 +335,8 @@ static int http_writeable(struct lws *wsi, http_pss *p)
              add_header(wsi, "set-cookie:", p->r.set_cookie, &ptr, end)) ||
             (p->r.disposition[0] &&
              add_header(wsi, "content-disposition:", p->r.disposition, &ptr, end)) ||
+            (p->r.retry_after[0] &&
+             add_header(wsi, "retry-after:", p->r.retry_after, &ptr, end)) ||
             lws_finalize_write_http_header(wsi, start, &ptr, end))
             return -1;
         p->phase = 1;
@@ -368,8 +371,15 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return p ? http_dispatch(srv, wsi, p) : -1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return p ? http_writeable(wsi, p) : 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: /* the login worker has verdicts (web_session.c) */
+        web_login_collect(srv);
+        return 0;
+    case LWS_CALLBACK_PROTOCOL_DESTROY:
+        web_login_shutdown();
+        break;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        web_login_forget(wsi); /* before p's reply is freed: a pending login must not fill it */
         if (p) {
             reply_free(&p->r);
             free(p->body);

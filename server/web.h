@@ -13,7 +13,8 @@
  *     the page puts them into the DOM with textContent only;
  *   - nothing here names a record type or a field: meaning comes from the ledger file
  *     (ledger.h) and labels from the schema.
- * Everything runs on the service thread, like the rest of the daemon.
+ * Everything runs on the service thread, like the rest of the daemon, except the password
+ * check of a login, which runs on the login worker thread (web_session.c).
  */
 #ifndef FS_WEB_H
 #define FS_WEB_H
@@ -29,6 +30,9 @@
 #define WEB_LOGIN_FAILS_ADDR 20           /* ... per address */
 #define WEB_LOGIN_SLOTS 256
 #define WEB_LIVE_QUEUE 1000               /* live events queued per connection */
+#define WEB_LOGIN_QUEUE 8                 /* logins in the login worker's hands at once */
+#define WEB_LOGIN_RETRY_S 2               /* Retry-After of the 503 past that */
+#define WEB_LOGIN_TIMEOUT_S 60            /* a login waiting for the worker is dropped then */
 
 typedef enum http_method { HTTP_OTHER = 0, HTTP_GET = 1, HTTP_POST = 2 } http_method;
 
@@ -41,6 +45,7 @@ typedef struct http_req {
     char host[256];
     char csrf[128];         /* X-CSRF-Token */
     char peer[64];
+    struct lws *wsi;        /* the connection (for a route that answers later: web_login) */
     const uint8_t *body;    /* POST body, borrowed for the call */
     size_t body_len;
 } http_req;
@@ -53,9 +58,13 @@ typedef struct http_reply {
     size_t len;             /* body bytes */
     char set_cookie[256];   /* Set-Cookie value, "" for none */
     char disposition[256];  /* Content-Disposition value, "" for none */
+    char retry_after[12];   /* Retry-After value (seconds), "" for none */
 } http_reply;
 
-/* Routes fill out and return 0, or a negative fs_err (http.c then answers 500). */
+/* Routes fill out and return 0, or a negative fs_err (http.c then answers 500). A route may
+ * return 0 with no reply yet (out->buf NULL): http.c then writes nothing, and the route's
+ * module fills out later on the service thread and calls lws_callback_on_writable(req->wsi)
+ * itself (web_login does; out stays valid until LWS_CALLBACK_CLOSED_HTTP). */
 int reply_set(http_reply *out, int status, const char *type, const void *body, size_t len);
 int reply_text(http_reply *out, int status, const char *text);
 /* Takes b's text as a JSON body (b is freed). */
@@ -103,7 +112,19 @@ bool web_origin_ok(server *srv, const http_req *req);
 bool web_origin_matches(server *srv, const char *origin, const char *host);
 /* web_origin_ok and X-CSRF-Token equal to the session's (constant time). */
 bool web_csrf_ok(server *srv, const http_req *req, const web_user *u);
+/* POST /api/login. Answers at once (400, 403, 429, 503 when the login worker is full), or
+ * returns 0 with no reply and answers later from web_login_collect (the password check runs
+ * on the login worker thread, off the service thread). */
 int web_login(server *srv, const http_req *req, http_reply *out);
+/* Finishes the logins the worker has judged (service thread; http.c calls it at
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED, which the worker causes with lws_cancel_service). */
+void web_login_collect(server *srv);
+/* The connection wsi closed: a login of it still pending is answered to no one
+ * (LWS_CALLBACK_CLOSED_HTTP). */
+void web_login_forget(struct lws *wsi);
+/* Stops and joins the worker and frees every pending login (LWS_CALLBACK_PROTOCOL_DESTROY of
+ * the http protocol, when the context is destroyed). */
+void web_login_shutdown(void);
 int web_logout(server *srv, const web_user *u, http_reply *out);
 /* Forgets expired sessions (called from the tick). */
 void web_sessions_expire(server *srv);

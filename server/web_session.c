@@ -6,9 +6,23 @@
  * per user name and per address over 15 minutes (5 and 20): past either, logins are refused
  * with 429 without checking the password, so guessing is slow and costs the server little.
  * A user name that does not exist, or has no password, costs the same hash as a wrong
- * password, so names cannot be probed by timing. The check runs on the service thread
- * (~50 ms of argon2id): devices wait that long at most once per login, the price of not
- * adding a thread to a single-threaded daemon.
+ * password, so names cannot be probed by timing.
+ *
+ * The hash does not run on the service thread: argon2id takes 100-400 ms here, and during
+ * that time no device would be served, so a login flood would stall syncing. One worker
+ * thread (the login worker, started at the first login) verifies; the service thread only
+ * reads the store, queues the job and leaves the HTTP request open (the route returns with
+ * no reply yet, http.c writes nothing until there is one). The worker wakes the service loop
+ * with lws_cancel_service; at LWS_CALLBACK_EVENT_WAIT_CANCELLED (http.c) web_login_collect
+ * finishes each verified login on the service thread — counters, session row, cookie — and
+ * asks for the connection's WRITEABLE. A connection that closes meanwhile is forgotten
+ * (web_login_forget from LWS_CALLBACK_CLOSED_HTTP): no session is made, and the attempt
+ * stays counted as failed only if the password was wrong. At most WEB_LOGIN_QUEUE logins are in the worker's hands (queued,
+ * hashing, or verified and not yet answered); one more is answered 503 with Retry-After at
+ * once, without a hash. A login counts as failed from the moment it is queued (undone when
+ * it succeeds), so a burst of concurrent guesses meets the same limits as a sequence.
+ * The worker touches nothing but the job (a stored hash string and a password copy, wiped
+ * after use) and a dummy hash of its own; the store stays single-threaded.
  *
  * A session is 32 bytes from randombytes_buf, sent once as the cookie
  *     fs_session=TOKEN; HttpOnly; SameSite=Strict; Path=/; Max-Age=...[; Secure with TLS]
@@ -25,6 +39,7 @@
  */
 #include "web.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,44 +280,143 @@ static bool password_hash_of(server *srv, int64_t user, char *out, size_t cap)
     return ok;
 }
 
-int web_login(server *srv, const http_req *req, http_reply *out)
-{
-    if (!web_origin_ok(srv, req))
-        return reply_error(out, 403, "origin",
-                           "cross-site request refused: the Origin must be this server");
-    char name[SRV_NAME_MAX + 1], pw[1024];
-    if (json_body_str(req->body, req->body_len, "user", name, sizeof name) ||
-        json_body_str(req->body, req->body_len, "password", pw, sizeof pw))
-        return reply_error(out, 400, "bad_request",
-                           "send {\"user\": NAME, \"password\": PASSWORD} as JSON");
-    char ukey[80], akey[80];
-    snprintf(ukey, sizeof ukey, "u:%s", name);
-    snprintf(akey, sizeof akey, "a:%s", req->peer);
-    if (blocked(ukey, WEB_LOGIN_FAILS_USER) || blocked(akey, WEB_LOGIN_FAILS_ADDR)) {
-        sodium_memzero(pw, sizeof pw);
-        srv_log(SLOG_INFO, "%s: login refused: too many failed logins", req->peer);
-        return reply_error(out, 429, "rate_limited",
-                           "too many failed logins: wait %d minutes", WEB_LOGIN_WINDOW_S / 60);
-    }
-    /* an argon2id string of a password nobody knows: unknown users cost the same */
-    static char dummy[crypto_pwhash_STRBYTES];
-    if (!dummy[0] && auth_password_hash("fieldsync-no-such-user", 22, dummy, sizeof dummy))
-        return FS_ENOMEM;
+/* ---- the login worker ------------------------------------------------------------- */
+
+typedef struct login_job {
+    struct login_job *next;          /* in the worker's queue, then in its done list */
+    struct lws *wsi;                 /* the request's connection; NULL once it closed */
+    http_reply *out;                 /* its reply (in the connection's pss); NULL likewise */
+    char ukey[80], akey[80];         /* rate-limit keys (fail_slot) */
+    char peer[64];
+    bool known;                      /* user exists and has a password */
     srv_user u;
-    char stored[crypto_pwhash_STRBYTES + 1];
-    bool known = srvdb_user_by_name(srv->db, name, &u) == 0 &&
-                 password_hash_of(srv, u.id, stored, sizeof stored);
-    bool ok = auth_password_check(known ? stored : dummy, pw, strlen(pw)) && known;
-    sodium_memzero(pw, sizeof pw);
-    if (!ok || schema_role_by_name(srv->schema, u.role) < 0) {
-        fail_slot(ukey, true)->count++;
-        fail_slot(akey, true)->count++;
-        srv_log(SLOG_INFO, "%s: failed login", req->peer);
+    char stored[crypto_pwhash_STRBYTES + 1]; /* the user's argon2id string */
+    char pw[1024];                   /* the password tried, wiped once checked */
+    size_t pw_len;
+    bool ok;                         /* the worker's verdict */
+} login_job;
+
+/* One worker for the one server of the process. Locking: mu guards todo, done, stop;
+ * jobs[] and the wsi/out fields of jobs are touched only by the service thread. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool started, stop;
+    struct lws_context *ctx;         /* to wake the service loop */
+    login_job *todo, *todo_last;     /* FIFO of jobs to hash */
+    login_job *done;                 /* verified, not yet collected */
+    login_job *jobs[WEB_LOGIN_QUEUE];/* every job not yet collected (service thread) */
+} g_lw = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *login_worker(void *arg)
+{
+    (void)arg;
+    /* an argon2id string of a password nobody knows: unknown users cost the same */
+    char dummy[crypto_pwhash_STRBYTES];
+    bool have_dummy = auth_password_hash("fieldsync-no-such-user", 22, dummy, sizeof dummy) == 0;
+    pthread_mutex_lock(&g_lw.mu);
+    for (;;) {
+        while (!g_lw.todo && !g_lw.stop)
+            pthread_cond_wait(&g_lw.cv, &g_lw.mu);
+        if (g_lw.stop)
+            break;
+        login_job *j = g_lw.todo;
+        g_lw.todo = j->next;
+        if (!g_lw.todo)
+            g_lw.todo_last = NULL;
+        pthread_mutex_unlock(&g_lw.mu);
+        const char *hash = j->known ? j->stored : have_dummy ? dummy : NULL;
+        j->ok = hash && auth_password_check(hash, j->pw, j->pw_len) && j->known;
+        sodium_memzero(j->pw, sizeof j->pw);
+        pthread_mutex_lock(&g_lw.mu);
+        j->next = g_lw.done;
+        g_lw.done = j;
+        lws_cancel_service(g_lw.ctx); /* -> LWS_CALLBACK_EVENT_WAIT_CANCELLED */
+    }
+    pthread_mutex_unlock(&g_lw.mu);
+    return NULL;
+}
+
+static void job_free(login_job *j)
+{
+    sodium_memzero(j, sizeof *j);
+    free(j);
+}
+
+void web_login_shutdown(void)
+{
+    if (g_lw.started) {
+        pthread_mutex_lock(&g_lw.mu);
+        g_lw.stop = true;
+        pthread_cond_signal(&g_lw.cv);
+        pthread_mutex_unlock(&g_lw.mu);
+        pthread_join(g_lw.thread, NULL);
+        g_lw.started = false;
+    }
+    for (int i = 0; i < WEB_LOGIN_QUEUE; i++)
+        if (g_lw.jobs[i]) {
+            job_free(g_lw.jobs[i]);
+            g_lw.jobs[i] = NULL;
+        }
+    g_lw.todo = g_lw.todo_last = g_lw.done = NULL;
+    g_lw.stop = false;
+}
+
+void web_login_forget(struct lws *wsi)
+{
+    for (int i = 0; i < WEB_LOGIN_QUEUE; i++)
+        if (g_lw.jobs[i] && g_lw.jobs[i]->wsi == wsi) {
+            g_lw.jobs[i]->wsi = NULL;
+            g_lw.jobs[i]->out = NULL;
+        }
+}
+
+/* Hands j to the worker (started on first use). Returns 0, 1 when WEB_LOGIN_QUEUE jobs are
+ * in its hands already, or FS_ENOMEM (no thread); j is the worker's only on 0. */
+static int login_submit(server *srv, login_job *j)
+{
+    int slot = -1;
+    for (int i = 0; i < WEB_LOGIN_QUEUE && slot < 0; i++)
+        if (!g_lw.jobs[i])
+            slot = i;
+    if (slot < 0)
+        return 1;
+    if (!g_lw.started) {
+        g_lw.ctx = srv->ctx;
+        g_lw.stop = false;
+        if (pthread_create(&g_lw.thread, NULL, login_worker, NULL))
+            return FS_ENOMEM;
+        g_lw.started = true;
+    }
+    g_lw.jobs[slot] = j;
+    pthread_mutex_lock(&g_lw.mu);
+    j->next = NULL;
+    if (g_lw.todo_last)
+        g_lw.todo_last->next = j;
+    else
+        g_lw.todo = j;
+    g_lw.todo_last = j;
+    pthread_cond_signal(&g_lw.cv);
+    pthread_mutex_unlock(&g_lw.mu);
+    return 0;
+}
+
+/* The rest of a login once the worker judged the password: counters, session, reply. */
+static int login_finish(server *srv, login_job *j, http_reply *out)
+{
+    srv_user u = j->u;
+    if (!j->ok || schema_role_by_name(srv->schema, u.role) < 0) {
+        /* counted as failed when it was queued */
+        srv_log(SLOG_INFO, "%s: failed login", j->peer);
         return reply_error(out, 401, "login_failed", "wrong user name or password");
     }
-    login_fail *f = fail_slot(ukey, false);
+    login_fail *f = fail_slot(j->ukey, false);
     if (f)
         f->count = 0;
+    f = fail_slot(j->akey, false);
+    if (f && f->count)
+        f->count--; /* it was not a failure after all */
 
     unsigned char raw[32];
     char tok[WEB_TOKEN_LEN + 1];
@@ -325,7 +439,7 @@ int web_login(server *srv, const http_req *req, http_reply *out)
         sqlite3_bind_int64(s, 2, u.id);
         sqlite3_bind_text(s, 3, w.csrf, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 4, now);
-        sqlite3_bind_text(s, 5, req->peer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 5, j->peer, -1, SQLITE_STATIC);
         rc = sqlite3_step(s);
         sqlite3_finalize(s);
     }
@@ -348,8 +462,93 @@ int web_login(server *srv, const http_req *req, http_reply *out)
     strbuf b = {0};
     web_me_json(srv, &w, &b);
     web_user_free(&w);
-    srv_log(SLOG_INFO, "%s: user %s logged in to the page", req->peer, u.name);
+    srv_log(SLOG_INFO, "%s: user %s logged in to the page", j->peer, u.name);
     return reply_json(out, 200, &b);
+}
+
+void web_login_collect(server *srv)
+{
+    pthread_mutex_lock(&g_lw.mu);
+    login_job *done = g_lw.done;
+    g_lw.done = NULL;
+    pthread_mutex_unlock(&g_lw.mu);
+    while (done) {
+        login_job *j = done;
+        done = j->next;
+        if (j->out) {
+            if (login_finish(srv, j, j->out)) {
+                free(j->out->buf);
+                j->out->buf = NULL;
+                j->out->set_cookie[0] = '\0';
+                if (reply_text(j->out, 500, "internal error\n"))
+                    lws_set_timeout(j->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            }
+            lws_callback_on_writable(j->wsi);
+        } else {
+            /* the client left: no session; a right password is not counted as a failure */
+            login_fail *f;
+            if (j->ok && (f = fail_slot(j->ukey, false)) && f->count)
+                f->count--;
+            if (j->ok && (f = fail_slot(j->akey, false)) && f->count)
+                f->count--;
+            srv_log(SLOG_INFO, "%s: login %s, but the connection closed before its answer",
+                    j->peer, j->ok ? "succeeded" : "failed");
+        }
+        for (int i = 0; i < WEB_LOGIN_QUEUE; i++)
+            if (g_lw.jobs[i] == j)
+                g_lw.jobs[i] = NULL;
+        job_free(j);
+    }
+}
+
+int web_login(server *srv, const http_req *req, http_reply *out)
+{
+    if (!web_origin_ok(srv, req))
+        return reply_error(out, 403, "origin",
+                           "cross-site request refused: the Origin must be this server");
+    login_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return FS_ENOMEM;
+    char name[SRV_NAME_MAX + 1];
+    if (json_body_str(req->body, req->body_len, "user", name, sizeof name) ||
+        json_body_str(req->body, req->body_len, "password", j->pw, sizeof j->pw)) {
+        job_free(j);
+        return reply_error(out, 400, "bad_request",
+                           "send {\"user\": NAME, \"password\": PASSWORD} as JSON");
+    }
+    j->pw_len = strlen(j->pw);
+    snprintf(j->ukey, sizeof j->ukey, "u:%s", name);
+    snprintf(j->akey, sizeof j->akey, "a:%s", req->peer);
+    snprintf(j->peer, sizeof j->peer, "%s", req->peer);
+    if (blocked(j->ukey, WEB_LOGIN_FAILS_USER) || blocked(j->akey, WEB_LOGIN_FAILS_ADDR)) {
+        job_free(j);
+        srv_log(SLOG_INFO, "%s: login refused: too many failed logins", req->peer);
+        return reply_error(out, 429, "rate_limited",
+                           "too many failed logins: wait %d minutes", WEB_LOGIN_WINDOW_S / 60);
+    }
+    j->known = srvdb_user_by_name(srv->db, name, &j->u) == 0 &&
+               password_hash_of(srv, j->u.id, j->stored, sizeof j->stored);
+    if (!j->known)
+        memset(&j->u, 0, sizeof j->u);
+    j->wsi = req->wsi;
+    j->out = out;
+    int rc = login_submit(srv, j);
+    if (rc) {
+        job_free(j);
+        if (rc != 1)
+            return rc;
+        srv_log(SLOG_INFO, "%s: login refused: %d logins are being checked", req->peer,
+                WEB_LOGIN_QUEUE);
+        snprintf(out->retry_after, sizeof out->retry_after, "%d", WEB_LOGIN_RETRY_S);
+        return reply_error(out, 503, "busy", "too many logins at once: try again in %d s",
+                           WEB_LOGIN_RETRY_S);
+    }
+    /* failed until proven otherwise (login_finish undoes it) */
+    fail_slot(j->ukey, true)->count++;
+    fail_slot(j->akey, true)->count++;
+    /* the answer comes from web_login_collect; the connection waits for it, bounded */
+    lws_set_timeout(req->wsi, PENDING_TIMEOUT_USER_OK, WEB_LOGIN_TIMEOUT_S);
+    return 0;
 }
 
 int web_logout(server *srv, const web_user *u, http_reply *out)

@@ -33,7 +33,7 @@ typedef enum mpr_type {
 static inline void mpr_init(mpr *r, const void *buf, size_t len)
 {
     r->p = (const uint8_t *)buf;
-    r->end = r->p + len;
+    r->end = len ? r->p + len : r->p; /* no arithmetic on a NULL buf (len 0) */
 }
 static inline size_t mpr_left(const mpr *r) { return (size_t)(r->end - r->p); }
 

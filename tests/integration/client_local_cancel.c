@@ -113,7 +113,7 @@ int main(void)
     int64_t t0 = now_ms();
     fieldsync_sync_result res;
     CHECK_INT(fieldsync_sync(db, NULL, NULL, NULL, &res), ==, FIELDSYNC_ENETWORK);
-    CHECK(now_ms() - t0 < 5000);
+    CHECK(now_ms() - t0 < 10000); /* refused at once, not after the 15 s default timeout */
     CHECK(strstr(fieldsync_errmsg(db), "127.0.0.1"));
     fieldsync_identity id;
     CHECK_OK(fieldsync_identity_get(db, &id));
@@ -135,12 +135,12 @@ int main(void)
     fieldsync_cancel(db);
     CHECK_OK(pthread_join(th, NULL));
     CHECK_INT(r.rc, ==, FIELDSYNC_ECANCELLED);
-    CHECK_INT(now_ms() - t0, <, 1000);
+    CHECK_INT(now_ms() - t0, <, 10000); /* the cancel, not the 30 s connect timeout */
     /* the cancel request was consumed: a timeout now ends the next attempt by itself */
     fieldsync_sync_opts o = {.connect_timeout_ms = 400};
     t0 = now_ms();
     CHECK_INT(fieldsync_sync(db, &o, NULL, NULL, NULL), ==, FIELDSYNC_ENETWORK);
-    CHECK_INT(now_ms() - t0, <, 3000);
+    CHECK_INT(now_ms() - t0, <, 10000); /* the 400 ms timeout, not the 15 s default */
     CHECK(strstr(fieldsync_errmsg(db), "timed out"));
     /* a cancel before a sync starts makes it return at once */
     fieldsync_cancel(db);

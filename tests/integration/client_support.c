@@ -4,6 +4,7 @@
 #include "client_support.h"
 
 #include "check.h"
+#include "exit_check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,13 +106,14 @@ void it_srv_start(srv *s)
     snprintf(s->url, sizeof s->url, "ws://127.0.0.1:%d", s->port);
 }
 
+/* The wait status of pid once it exited within ms, or -1 (still running). */
 static int wait_exit(pid_t pid, int ms)
 {
     for (int i = 0; i < ms / 10; i++) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
-            return 0;
+            return st;
         usleep(10 * 1000);
     }
     return -1;
@@ -123,20 +125,40 @@ void it_srv_stop(srv *s)
 {
     if (s->pid <= 0)
         return;
-    kill(s->pid, SIGTERM);
-    if (wait_exit(s->pid, 5000)) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-    }
+    char log[256];
+    snprintf(log, sizeof log, "%s/server.log", s->dir);
+    pid_t pid = s->pid;
+    kill(pid, SIGTERM);
+    /* 15 s: the ASan build's leak check at exit takes seconds on a loaded machine */
+    int st = wait_exit(pid, 15000);
     s->pid = 0;
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        xc_log_tail(log);
+        fprintf(stderr, "fieldsyncd (pid %d) did not stop within 15 s of SIGTERM\n", (int)pid);
+        abort();
+    }
+    int code = xc_check("fieldsyncd", pid, st, log, false);
+    if (code != 0) {
+        xc_log_tail(log);
+        fprintf(stderr, "fieldsyncd (pid %d) exited with status %d after SIGTERM (0 expected; "
+                        "see %s)\n", (int)pid, code, log);
+        abort();
+    }
 }
 
 void it_srv_kill(srv *s)
 {
     if (s->pid <= 0)
         return;
+    char log[256];
+    snprintf(log, sizeof log, "%s/server.log", s->dir);
     kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+    /* killed on purpose: no leak check ran, but an earlier report in the log still counts */
+    xc_check("fieldsyncd", s->pid, st, log, true);
     s->pid = 0;
 }
 
@@ -211,7 +233,15 @@ int it_cli(const char *db, char *out, size_t cap, const char *fmt, ...)
         }
     }
     int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    /* its stderr is the test's (the report is above); sh -c reports a child's death by
+     * signal N as exit status 128 + N */
+    if (WIFEXITED(st) && WEXITSTATUS(st) > 128) {
+        fprintf(stderr, "fieldsync CLI died of signal %d (SIGABRT in the ASan build: a "
+                        "sanitizer report such as LeakSanitizer's, above on stderr): %s\n",
+                WEXITSTATUS(st) - 128, cmd);
+        abort();
+    }
+    return xc_check("fieldsync CLI", 0, st, NULL, false);
 }
 
 static sqlite3 *open_ro(const char *dbfile)

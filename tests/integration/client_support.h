@@ -39,11 +39,13 @@ void it_srv_init(srv *s, const char *dir);
 /* Starts the server on its store (created on first start) and waits for its
  * "listening on" line. */
 void it_srv_start(srv *s);
-/* Stops it: SIGTERM, wait up to 5 s, then SIGKILL. */
+/* Stops it: SIGTERM, then waits up to 15 s. Aborts the test (naming dir/server.log, where
+ * its stderr goes) unless it exited with status 0 and its log has no sanitizer report:
+ * in the ASan build that is the leak check (exit_check.h). */
 void it_srv_stop(srv *s);
 /* For a forked child: be killed when the test process dies (aborted CHECK). */
 void it_child_dies_with_parent(void);
-/* kill -9. */
+/* kill -9 (no leak check can run; an earlier sanitizer report in the log still fails). */
 void it_srv_kill(srv *s);
 
 /* Township T1 with villages V1 and V2. */
@@ -57,7 +59,9 @@ void it_dbpath(srv *s, const char *name, char *out, size_t cap);
 /* Syncs and checks FIELDSYNC_OK; returns the result. */
 fieldsync_sync_result it_sync(fieldsync_db *db);
 
-/* Runs the CLI (`fieldsync --db DB ARGS`, shell text), output to out; returns its exit code. */
+/* Runs the CLI (`fieldsync --db DB ARGS`, shell text), output to out; returns its exit code.
+ * Aborts the test when the CLI died of a signal (in the ASan build, a leak: the report is on
+ * the test's stderr unless ARGS redirect it). */
 int it_cli(const char *db, char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -13,6 +13,9 @@
 # fault_scope.c     scope red team: other villages' records through every message, role
 #                   limits; the bytes sent back never name what the user may not see
 # fault_auth.c      tokens and passwords: hashes at rest, per-address and per-device limits
+# fault_login.c     supervisor logins hash on the login worker: a device syncs while logins
+#                   are in progress; limits under concurrent guesses; 503 + Retry-After when
+#                   the worker's queue is full; a stop with logins queued exits cleanly
 #
 # Every binary links the SDK, the engine and both test clients (client_support.c for devices
 # through the SDK, server_client.c for a raw-socket WebSocket client that sends what a correct
@@ -32,7 +35,8 @@ if(TARGET fieldsyncd AND TARGET fieldsync)
       "fault_cycles:connect,aborted"
       "fault_hostile:changes,clocks,sequences,revoked,cursor,sessions,slowloris"
       "fault_scope:run"
-      "fault_auth:run")
+      "fault_auth:run"
+      "fault_login:flood,busy")
   foreach(entry ${FS_FAULT_TESTS})
     string(REPLACE ":" ";" parts "${entry}")
     list(GET parts 0 name)
@@ -60,6 +64,9 @@ if(TARGET fieldsyncd AND TARGET fieldsync)
     endforeach()
   endforeach()
 endif()
+if(TARGET fault_login)
+  target_link_libraries(fault_login PRIVATE PkgConfig::SODIUM) # its expensive test hashes
+endif()
 
 # The soak (tests/soak/soak.c, tests/soak/soak.sh): 200 simulated devices against one daemon
 # for SOAK_SECONDS (the long run: SOAK_SECONDS=1800 tests/soak/soak.sh). CTest runs a short
@@ -77,4 +84,19 @@ if(TARGET fieldsyncd AND TARGET fieldsync AND EXISTS ${CMAKE_SOURCE_DIR}/tests/s
   add_test(NAME fault.soak.short COMMAND soak --bin $<TARGET_FILE:fieldsyncd>)
   set_tests_properties(fault.soak.short PROPERTIES TIMEOUT 600 ENVIRONMENT
     "${FS_FAULT_ENV};SOAK_SECONDS=60;SOAK_DEVICES=40;SOAK_WORKERS=4")
+endif()
+
+# ASan build (FS_SANITIZE=ON, scripts/test.sh): every integration test of this directory, and
+# every process it starts (fieldsyncd, the CLI, node's children), runs with LeakSanitizer on
+# and a leak turned into SIGABRT (abort_on_error), so that the helpers that stop a process
+# (exit_check.h) fail the test on a leak even when run by plain `ctest` without
+# scripts/test.sh's variables. The reports go to each process's stderr: the daemon's log file
+# the test names, or the test's own output. fault.cmake is included last, so it sees them all.
+if(FS_SANITIZE)
+  get_property(FS_IT_TESTS DIRECTORY PROPERTY TESTS)
+  foreach(t ${FS_IT_TESTS})
+    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
+                 "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
+                 "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endforeach()
 endif()

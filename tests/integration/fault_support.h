@@ -30,7 +30,8 @@ typedef struct ft_opts {
  * without listening (aborts if it listens); otherwise returns 0 once it listens. */
 int ft_srv_start(srv *s, const ft_opts *o);
 /* Waits up to ms for the daemon to exit; returns its wait status, or -1 on timeout (the
- * daemon is then left running). Clears s->pid when it exited. */
+ * daemon is then left running). Clears s->pid when it exited. Aborts the test when it died
+ * of a signal other than SIGKILL or its log has a sanitizer report (exit_check.h). */
 int ft_srv_wait(srv *s, int ms);
 /* Stops the daemon with SIGTERM and checks it exited 0 and that its log (s->dir/server.log)
  * has no sanitizer report (ASan, LeakSanitizer, UBSan runtime errors). */

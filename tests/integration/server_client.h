@@ -53,7 +53,9 @@ typedef struct daemon_proc {
 /* Starts fieldsyncd --db t->db --listen 127.0.0.1:0 plus extra args (NULL-terminated list),
  * waits for the "listening" line and parses the port. */
 void daemon_start(tenv *t, daemon_proc *d, ...);
-/* Sends sig and waits up to 10 s; returns the exit status (128+signal if killed). */
+/* Sends sig and waits up to 15 s; returns the exit status (128 + 9 when sig is SIGKILL and
+ * it died of it). Aborts the test, naming d->log, when it died of any other signal (in the
+ * ASan build LeakSanitizer reports a leak with SIGABRT) or its log has a sanitizer report. */
 int daemon_stop(daemon_proc *d, int sig);
 /* Prints the daemon's stderr (after a failure, for the log). */
 void daemon_dump_log(const daemon_proc *d);
