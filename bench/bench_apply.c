@@ -9,7 +9,9 @@
  * closes review items), each device with its own gap-free device sequence, every change with a
  * greater hybrid clock than the one before; one edit in ten was made offline (its base is the
  * create, not the field's last version). The edits are applied with store_apply_batch() in batches of B to a
- * fresh file-backed store (WAL, synchronous=NORMAL: store_open's own PRAGMAs), once as the
+ * fresh file-backed store (WAL, synchronous=NORMAL: store_open's default, which its raw
+ * reference below uses too; fieldsyncd and the SDK commit with FULL, measured by bench_ingest
+ * and bench_device against a FULL raw reference), once as the
  * authority (the server: sequence checks, role checks, refusal memory) and once as a replica
  * (a device applying what the server accepted). Only the store_apply_batch() calls are timed
  * (CLOCK_MONOTONIC); building the change structs is not.

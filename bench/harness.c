@@ -510,7 +510,7 @@ int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, 
         goto out;
     sqlite3_busy_timeout(db, 5000);
     if (sqlite3_exec(db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                      "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
                      "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
                      "CREATE TABLE raw(seq INTEGER PRIMARY KEY, body BLOB NOT NULL);",

@@ -105,7 +105,8 @@ int bh_json_str(const char *json, const char *key, char *out, size_t cap);
 /* ---- the physical reference ------------------------------------------------------------ */
 
 /* Inserts rows bodies[off[i]..off[i+1]) into a fresh SQLite file at path (INTEGER PRIMARY KEY,
- * the store's PRAGMAs: WAL, synchronous=NORMAL, 32 MB cache), `batch` rows per transaction,
+ * the server's and the SDK's PRAGMAs: WAL, synchronous=FULL (store_set_synchronous, as
+ * fieldsyncd and the SDK commit), 32 MB cache), `batch` rows per transaction,
  * one reused prepared statement; removes the file after. *secs = time in the inserts and
  * commits. Returns 0 or -1. */
 int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, size_t n,

@@ -16,10 +16,11 @@
  * Keeping pending apart from confirmed is invariant 6 of DESIGN.md: a refusal removes the
  * change from dev_outbox and the view falls back to the confirmed state by itself.
  *
- * Two TEMP triggers on the store's log make "apply my acknowledged change" and "apply pulled
- * changes + store the cursor" one transaction each, although store_apply_batch() owns its
- * transaction: the outbox row leaves, and the staged cursor is written, from inside the very
- * INSERT that puts a change into the log (see install_triggers()).
+ * "Apply my acknowledged changes" and "apply pulled changes + store the cursor" are one
+ * transaction each, although store_apply_batch() owns its transaction: its before_commit
+ * hook (outbox.c, batch_commit_hook) deletes the outbox rows of this device's changes that
+ * reached the confirmed log and writes the cursor once, just before the batch's COMMIT.
+ * Every commit is synced (STORE_SYNC_FULL): what the user saved survives a power failure.
  *
  * Threading: one handle per thread; only mu/cv/cancel/lws are shared with fieldsync_cancel.
  */
@@ -278,19 +279,6 @@ uint64_t sdk_clock_above(fieldsync_db *db, uint64_t floor)
 
 /* ---- identity ------------------------------------------------------------------------ */
 
-static int stage_device(fieldsync_db *db)
-{
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db->sql, "INSERT OR REPLACE INTO temp.dev_stage(k, v) VALUES ('device', ?1)",
-                           -1, &s, NULL))
-        return sdk_sqlfail(db, "stage");
-    if (db->enrolled)
-        sqlite3_bind_blob(s, 1, db->device.b, 16, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return rc == SQLITE_DONE ? 0 : sdk_sqlfail(db, "stage");
-}
-
 static int load_identity(fieldsync_db *db)
 {
     char dev[64], role[64];
@@ -310,27 +298,7 @@ static int load_identity(fieldsync_db *db)
         db->role = schema_role_by_name(db->s, role);
     if (!db->server[0] || !db->token[0])
         db->enrolled = false;
-    return stage_device(db);
-}
-
-/*
- * The triggers. dev_stage is a TEMP table (per connection) holding this device's id and,
- * during outbox_apply_pulled(), the cursor to store. Both triggers fire inside the INSERT into
- * the store's log, i.e. inside store_apply_batch()'s transaction:
- *   dev_ack     a change of this device reaches the confirmed log: its outbox row leaves.
- *   dev_cursor  a pulled change reaches the log: the staged cursor is stored with it.
- */
-static int install_triggers(fieldsync_db *db)
-{
-    return sdk_exec(db,
-                    "CREATE TEMP TABLE IF NOT EXISTS dev_stage(k TEXT PRIMARY KEY, v);"
-                    "CREATE TEMP TRIGGER IF NOT EXISTS dev_ack AFTER INSERT ON main.log "
-                    "WHEN NEW.device = (SELECT v FROM dev_stage WHERE k = 'device') BEGIN "
-                    "  DELETE FROM dev_outbox WHERE dseq = NEW.dseq; END;"
-                    "CREATE TEMP TRIGGER IF NOT EXISTS dev_cursor AFTER INSERT ON main.log "
-                    "WHEN (SELECT v FROM dev_stage WHERE k = 'cursor') IS NOT NULL BEGIN "
-                    "  INSERT OR REPLACE INTO dev_identity(key, value) "
-                    "  SELECT 'cursor', v FROM dev_stage WHERE k = 'cursor'; END;");
+    return 0;
 }
 
 static int set_fast_lane(fieldsync_db *db, const char *list)
@@ -355,7 +323,8 @@ static int set_fast_lane(fieldsync_db *db, const char *list)
     return 0;
 }
 
-/* Opens the engine store of db->path and prepares the connection (cache policy, triggers). */
+/* Opens the engine store of db->path and prepares the connection (durability, cache
+ * policy). */
 static int open_store(fieldsync_db *db, fs_error *e)
 {
     int rc = store_open(db->path, db->s, STORE_REPLICA, &db->st, e);
@@ -368,7 +337,12 @@ static int open_store(fieldsync_db *db, fs_error *e)
      * handle ever holds unflushed state another handle could miss or overwrite. Devices
      * apply thousands of changes, not millions: the extra page writes do not matter. */
     store_set_flush_threshold(db->st, 1);
-    if ((rc = sdk_exec(db, device_sql)) || (rc = install_triggers(db)))
+    /* a visit saved just before the battery dies must survive, and so must an acknowledged
+     * change that leaves the outbox: every commit is synced (the SDK writes at human speed
+     * and pulls in batches, so one fsync per commit costs little) */
+    if (store_set_synchronous(db->st, STORE_SYNC_FULL, e))
+        return sdk_fail(db, FIELDSYNC_ESTORE, "%s", e->msg);
+    if ((rc = sdk_exec(db, device_sql)))
         return rc;
     if (store_last_seq(db->st, &db->seen_seq))
         return sdk_sqlfail(db, "log");
@@ -386,10 +360,7 @@ int sdk_refresh(fieldsync_db *db)
     store_close(db->st);
     db->st = NULL;
     db->sql = NULL;
-    int rc = open_store(db, &e);
-    if (!rc)
-        rc = stage_device(db);
-    return rc;
+    return open_store(db, &e);
 }
 
 void sdk_seen(fieldsync_db *db)

@@ -17,8 +17,9 @@
  * Changes already numbered and not yet answered always go first, in dseq order.
  *
  * Results: accepted and duplicate changes are applied to the confirmed state with
- * store_apply_batch() (as this device, with the user and role of the session); the TEMP trigger
- * dev_ack (db.c) deletes each one's outbox row inside that same transaction. Refused ones move
+ * store_apply_batch() (as this device, with the user and role of the session); its
+ * before_commit hook (batch_commit_hook) deletes each one's outbox row inside that same
+ * transaction, as it does for this device's changes arriving by pull. Refused ones move
  * to dev_refused with the server's code and text. An ESEQ_GAP refusal consumed nothing on the
  * server: the change stays and the sync stops with FIELDSYNC_ESEQUENCE.
  */
@@ -547,6 +548,58 @@ static int exec_id(fieldsync_db *db, const char *sql, int64_t id, int code, cons
     return step == SQLITE_DONE ? 0 : sdk_sqlfail(db, "outbox");
 }
 
+/*
+ * The before_commit hook of every store_apply_batch() of the SDK: inside the batch's
+ * transaction, just before its COMMIT, so that all of it commits (or, on a crash, is lost)
+ * together with the changes it describes:
+ *   - a change of this device that is now in the confirmed log (accepted, or a duplicate the
+ *     log already held) leaves the outbox: an acknowledgement is never applied twice nor
+ *     the change sent again after a crash;
+ *   - with_cursor: the pull cursor is written, once per batch.
+ * Returns 0, or FS_EIO with e filled (the batch then rolls back).
+ */
+typedef struct commit_ctx {
+    fieldsync_db *db;
+    bool with_cursor;
+    uint64_t cursor;
+} commit_ctx;
+
+static int batch_commit_hook(void *ctx, store *st, const change *cs, const apply_result *ar,
+                             size_t n, fs_error *e)
+{
+    commit_ctx *cc = ctx;
+    fieldsync_db *db = cc->db;
+    sqlite3 *sql = store_db(st);
+    sqlite3_stmt *q = NULL;
+    int step = SQLITE_DONE;
+    for (size_t i = 0; i < n && db->enrolled && step == SQLITE_DONE; i++) {
+        if (ar[i].status == APPLY_REFUSED || memcmp(cs[i].device.b, db->device.b, 16))
+            continue;
+        if (!q && sqlite3_prepare_v2(sql, "DELETE FROM dev_outbox WHERE dseq = ?1", -1, &q, NULL))
+            return fs_error_set(e, FS_EIO, "outbox: %s", sqlite3_errmsg(sql));
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, (sqlite3_int64)cs[i].dseq);
+        step = sqlite3_step(q);
+    }
+    sqlite3_finalize(q);
+    if (step != SQLITE_DONE)
+        return fs_error_set(e, FS_EIO, "outbox: %s", sqlite3_errmsg(sql));
+    if (!cc->with_cursor)
+        return 0;
+    char v[32];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)cc->cursor);
+    if (sqlite3_prepare_v2(sql, "INSERT OR REPLACE INTO dev_identity(key, value) VALUES "
+                                "('cursor', ?1)",
+                           -1, &q, NULL))
+        return fs_error_set(e, FS_EIO, "cursor: %s", sqlite3_errmsg(sql));
+    sqlite3_bind_text(q, 1, v, -1, SQLITE_STATIC);
+    step = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (step != SQLITE_DONE)
+        return fs_error_set(e, FS_EIO, "cursor: %s", sqlite3_errmsg(sql));
+    return 0;
+}
+
 int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result *res, size_t n,
                          ob_counts *counts)
 {
@@ -588,7 +641,9 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
     }
     if (!rc && k) {
         fs_error e = {0};
-        int frc = store_apply_batch(db->st, cs, k, NULL, ar, &e);
+        commit_ctx cc = {.db = db};
+        apply_opts ao = {.before_commit = batch_commit_hook, .ctx = &cc};
+        int frc = store_apply_batch(db->st, cs, k, &ao, ar, &e);
         if (frc)
             rc = sdk_from_fs(db, frc, &e);
         else
@@ -649,21 +704,14 @@ int outbox_apply_pulled(fieldsync_db *db, const change *cs, size_t n, uint64_t n
                         uint64_t *applied)
 {
     *applied = 0;
-    int rc;
     if (n) {
         apply_result *ar = calloc(n, sizeof *ar);
         if (!ar)
             return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO dev_stage(k, v) VALUES ('cursor', %llu)",
-                 (unsigned long long)next_cursor);
-        if ((rc = sdk_exec(db, sql))) {
-            free(ar);
-            return rc;
-        }
         fs_error e = {0};
-        int frc = store_apply_batch(db->st, cs, n, NULL, ar, &e);
-        sdk_exec(db, "DELETE FROM dev_stage WHERE k = 'cursor'");
+        commit_ctx cc = {.db = db, .with_cursor = true, .cursor = next_cursor};
+        apply_opts ao = {.before_commit = batch_commit_hook, .ctx = &cc};
+        int frc = store_apply_batch(db->st, cs, n, &ao, ar, &e);
         if (frc) {
             free(ar);
             return sdk_from_fs(db, frc, &e);
@@ -672,9 +720,9 @@ int outbox_apply_pulled(fieldsync_db *db, const change *cs, size_t n, uint64_t n
             *applied += ar[i].status == APPLY_ACCEPTED;
         free(ar);
         sdk_seen(db);
+        return 0; /* the cursor was written by the hook, in the batch's transaction */
     }
-    /* when nothing new was inserted the trigger did not run: store the cursor now (the
-     * changes it covers are all in the log already) */
+    /* an empty batch: nothing to commit with */
     return kv_set_u64(db, "cursor", next_cursor);
 }
 

@@ -7,8 +7,10 @@
  *    element, dseq, reads as an integer, and which can be skipped within the nesting limit)
  *    is refused alone with the decoder's code (EUNKNOWN_FIELD from a newer device, EVALUE_*,
  *    EDEC_*). Anything else makes the whole message BAD_FRAME: the batch cannot be trusted.
- * 2. Apply: store_apply_batch() — one SQLite transaction for the whole batch, the authorize
- *    callback (scope.c) deciding scope per change, the engine deciding rules and roles.
+ * 2. Apply: store_apply_batch() — one SQLite transaction for the whole batch, the visible
+ *    callback (push_visible) refusing first any change to an existing record outside the
+ *    user's scope, the authorize callback (scope.c) deciding scope per change, the engine
+ *    deciding rules and roles.
  *    Undecodable changes go in as apply_raw entries: the engine consumes their dseq and
  *    remembers the refusal with their bytes, so a re-send gets the same answer.
  * 3. Only when the transaction returned 0 (COMMIT done) is push_result queued, one result
@@ -32,15 +34,13 @@ typedef struct push_item {
     uint64_t dseq;
     int code;              /* decoding failure */
     char msg[200];
-    const uint8_t *raw;    /* the change's bytes (undecoded, or refused outside scope) */
+    const uint8_t *raw;    /* the change's bytes (undecoded) */
     size_t raw_len;
-    uint8_t *owned;        /* raw, when it was made here (refuse_outside_scope); freed */
 } push_item;
 
 static void items_free(push_item *items, uint32_t n)
 {
-    for (uint32_t i = 0; items && i < n; i++)
-        free(items[i].owned);
+    (void)n;
     free(items);
 }
 
@@ -66,14 +66,38 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* The engine's visible callback (apply_opts.visible): a change to a record that exists
+ * outside the user's scope is refused (ESCOPE) before the engine looks at anything else. The
+ * engine's own checks (the record's type, roles, lowering, staleness, duplicate creates of
+ * append-only records) would otherwise tell an outsider something about a record it may not
+ * see: its type, that its risk is above some level, that a visit holds given values. The
+ * engine calls this after the change's dseq is consumed and remembers the refusal like any
+ * other, with the change's full form, so a re-send gets the same answer; a re-send of a dseq
+ * already consumed is answered as the first time without asking again (its record may have
+ * left the user's scope since, a scope changed by the admin: the answer stays "duplicate",
+ * not a mismatch). Visibility is judged from what is stored (village, or the stored parent
+ * for children scopes), never from what the change claims. Records created earlier in the
+ * same batch are stored by then, in the scope the authorize callback allowed. */
+static int push_visible(void *ctx, const change *c, const char *stored_scope, fs_error *e)
+{
+    session *s = ctx;
+    bool visible = s->scope.kind == SCOPE_CHILDREN ? scope_sees_record(s, &c->record)
+                                                   : scope_has_village(&s->scope, stored_scope);
+    if (visible)
+        return 0;
+    const schema_type *t = schema_type_by_id(s->srv->schema, c->type);
+    return fs_error_set(e, FS_ESCOPE, "this %s is outside your scope", t ? t->name : "record");
+}
+
 /* Applies the n changes of srv->batch in one transaction; items that did not decode go in
- * as apply_raw refusals. Returns 0 or the store's error (e filled). */
+ * as apply_raw refusals; push_visible refuses, first, changes to records outside the user's
+ * scope. Returns 0 or the store's error (e filled). */
 static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
 {
     server *srv = s->srv;
     apply_opts opts = {.authorize = fault_armed(FAULT_PUSH_IN_TX) ? fault_authorize
                                                                    : scope_authorize,
-                       .on_commit = subscribe_fanout, .ctx = s};
+                       .on_commit = subscribe_fanout, .visible = push_visible, .ctx = s};
     apply_raw *raw = NULL;
     for (uint32_t i = 0; i < n; i++) {
         if (items[i].decoded)
@@ -90,54 +114,6 @@ static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
     int rc = store_apply_batch(srv->store, srv->batch, n, &opts, srv->results, e);
     free(raw);
     return rc;
-}
-
-/* A change to a record that exists outside the user's scope is refused (ESCOPE) before the
- * engine looks at it. The engine runs its own checks (the record's type, roles, lowering,
- * staleness, duplicate creates of append-only records) before the authorize callback, and
- * their answers would tell an outsider something about a record it may not see: its type,
- * that its risk is above some level, that a visit holds given values. Such a change goes to
- * the engine like an undecodable one (apply_raw): its dseq is consumed and the refusal is
- * remembered with the change's full form, the bytes the engine itself remembers a refusal
- * by, so a re-send gets the same answer whichever path it takes. Visibility is judged
- * from what is stored (village, or the stored parent for children scopes), never from what
- * the change claims. Records created earlier in the same batch are new here: the engine's
- * authorize decides for them. A re-send (a dseq already consumed) is left to the engine,
- * which answers it as it did the first time: its record may have left the user's scope since
- * (a scope changed by the admin), and the answer must stay "duplicate", not a mismatch. */
-static void refuse_outside_scope(session *s, push_item *items, uint32_t n)
-{
-    server *srv = s->srv;
-    uint64_t consumed = 0;
-    store_device_seq(srv->store, &s->device, &consumed);
-    for (uint32_t i = 0; i < n; i++) {
-        if (!items[i].decoded || items[i].dseq <= consumed)
-            continue;
-        const change *c = &srv->batch[i];
-        char scope[128];
-        if (store_record_get(srv->store, &c->record, NULL, scope, sizeof scope))
-            continue; /* a new record (or unreadable now: the engine decides) */
-        bool visible = s->scope.kind == SCOPE_CHILDREN ? scope_sees_record(s, &c->record)
-                                                       : scope_has_village(&s->scope, scope);
-        if (visible)
-            continue;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        if (change_pack(&pk, c, true)) {
-            msgpack_sbuffer_destroy(&sb);
-            continue; /* out of memory: the engine decides (after the other checks) */
-        }
-        const schema_type *t = schema_type_by_id(srv->schema, c->type);
-        items[i].owned = (uint8_t *)sb.data; /* msgpack_sbuffer_destroy frees sb.data */
-        items[i].raw = items[i].owned;
-        items[i].raw_len = sb.size;
-        items[i].decoded = false;
-        items[i].code = FS_ESCOPE;
-        snprintf(items[i].msg, sizeof items[i].msg, "this %s is outside your scope",
-                 t ? t->name : "record");
-    }
 }
 
 int handle_push(session *s, mpr *r, uint32_t count)
@@ -203,7 +179,6 @@ int handle_push(session *s, mpr *r, uint32_t count)
         free(items);
         return -1;
     }
-    refuse_outside_scope(s, items, n);
     fault_push_begin(n); /* tests: FIELDSYNC_FAULT (fault.c) */
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -41,6 +41,23 @@ static void on_signal(int sig)
         lws_cancel_service(g_ctx); /* a write to lws's wake pipe */
 }
 
+/* --sync: when the store's COMMIT is durable (see store_set_synchronous) */
+static store_sync g_store_sync = STORE_SYNC_FULL;
+
+/* The store's synchronous setting, read back from the connection. */
+static const char *sync_readback(sqlite3 *db)
+{
+    static const char *const names[] = {"off", "normal", "full", "extra"};
+    sqlite3_stmt *q;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            v = sqlite3_column_int(q, 0);
+        sqlite3_finalize(q);
+    }
+    return v >= 0 && v <= 3 ? names[v] : "?";
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -65,6 +82,10 @@ static void usage(FILE *f)
             "  --rate-limit N        messages per second per session; 0 = no limit  [%d]\n"
             "  --hello-fails N       failed hellos per address per minute  [%d]\n"
             "  --ledger-queue N      ledger events queued per subscriber before RESYNC  [%d]\n"
+            "  --sync full|normal    full: every push is synced to disk before it is\n"
+            "                        acknowledged (one fsync per push; survives power loss);\n"
+            "                        normal: faster, but the last acknowledged pushes may be\n"
+            "                        lost on power failure  [full]\n"
             "  --log-level LEVEL     error, warning, info or debug  [info]\n"
             "  -h, --help            this text\n"
             "\n"
@@ -170,6 +191,15 @@ static int parse_args(int argc, char **argv, srv_config *cfg)
             cfg->hello_fails = u;
         } else if (!strcmp(a, "--ledger-queue") && !parse_uint(v, 1000000, &u) && u > 0) {
             cfg->ledger_queue = u;
+        } else if (!strcmp(a, "--sync")) {
+            if (!strcmp(v, "full")) {
+                g_store_sync = STORE_SYNC_FULL;
+            } else if (!strcmp(v, "normal")) {
+                g_store_sync = STORE_SYNC_NORMAL;
+            } else {
+                fprintf(stderr, "fieldsyncd: --sync is full or normal\n");
+                return -1;
+            }
         } else if (!strcmp(a, "--log-level")) {
             static const char *const lv[] = {"error", "warning", "info", "debug"};
             int k = -1;
@@ -364,7 +394,8 @@ static int server_open(server *srv, fs_error *e)
     }
     if (lock_store(srv))
         return SRV_EXIT_STORE;
-    if ((rc = store_open(srv->cfg.db_path, srv->schema, STORE_AUTHORITY, &srv->store, e)))
+    if ((rc = store_open(srv->cfg.db_path, srv->schema, STORE_AUTHORITY, &srv->store, e)) ||
+        (rc = store_set_synchronous(srv->store, g_store_sync, e)))
         return SRV_EXIT_STORE;
     srv->db = store_db(srv->store);
     if (srvdb_migrate(srv->db, e) || villages_reload(srv))
@@ -446,8 +477,9 @@ int main(int argc, char **argv)
     printf("fieldsyncd listening on %s%s%s:%d\n", v6 ? "[" : "", srv.cfg.host, v6 ? "]" : "",
            port);
     fflush(stdout);
-    srv_log(SLOG_INFO, "store %s, schema version %d, %zu villages, dictionary %u%s",
-            srv.cfg.db_path, srv.schema->version, srv.n_villages,
+    srv_log(SLOG_INFO, "store %s (synchronous %s), schema version %d, %zu villages, "
+            "dictionary %u%s",
+            srv.cfg.db_path, sync_readback(srv.db), srv.schema->version, srv.n_villages,
             wire_dicts_latest(srv.dicts), srv.cfg.tls_cert ? ", TLS" : "");
     srv_log(SLOG_INFO, "supervisor page: %s, ledger %s", srv.cfg.web_dir ? srv.cfg.web_dir : "off",
             srv.ledger ? srv.ledger->path : "none");

@@ -392,6 +392,17 @@ fail:
     return rc;
 }
 
+int store_set_synchronous(store *st, store_sync how, fs_error *e)
+{
+    const char *sql =
+        how == STORE_SYNC_FULL ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+    if (how != STORE_SYNC_FULL && how != STORE_SYNC_NORMAL)
+        return fs_error_set(e, FS_EINVAL, "synchronous: unknown setting %d", (int)how);
+    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL))
+        return db_fail(st, e, "synchronous");
+    return 0;
+}
+
 static void cache_clear(store *st, bool keep_dirty);
 
 void store_close(store *st)
@@ -721,7 +732,7 @@ static int tail_find(store *st, uint64_t hlc, const rid_t *dev, uint64_t dseq, b
             return rc;
     }
     tkey k = {.hlc = hlc, .dseq = dseq, .device = *dev};
-    if (bsearch(&k, st->tail, st->tail_sorted, sizeof k, tkey_cmp)) {
+    if (st->tail_sorted && bsearch(&k, st->tail, st->tail_sorted, sizeof k, tkey_cmp)) {
         *found = true;
         return 0;
     }
@@ -1450,6 +1461,21 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
         release_outs(st, nf_done);                                                         \
         return authority ? remember_refusal(st, c, e.code, r->msg) : 0;                    \
     } while (0)
+    rec_info ri;
+    if ((rc = rec_lookup(st, &c->record, &ri)))
+        return rc;
+    /* a record the user may not see: that is the only answer (nothing below may leak its
+     * type, state or rules) */
+    if (authority && ri.exists && o && o->visible) {
+        e.code = 0;
+        e.msg[0] = '\0';
+        rc = o->visible(o->ctx, c, ri.has_scope ? ri.scope : NULL, &e);
+        if (rc) {
+            if (!e.code)
+                fs_error_set(&e, rc, "%s", fs_strerror(rc));
+            REFUSE();
+        }
+    }
     if (authority && hlc_check(&st->clock, c->hlc)) {
         fs_error_set(&e, FS_ECLOCK_DRIFT,
                      "change clock is %lld s ahead of the server: set the device's date and "
@@ -1462,9 +1488,6 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
                      t->name);
         REFUSE();
     }
-    rec_info ri;
-    if ((rc = rec_lookup(st, &c->record, &ri)))
-        return rc;
     if (ri.exists && ri.type != c->type) {
         fs_error_set(&e, FS_EBAD_ID, "record id belongs to a %s record, not %s",
                      schema_type_by_id(s, ri.type) ? schema_type_by_id(s, ri.type)->name : "?",
@@ -1746,11 +1769,20 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
         rc = save_clock(st);
     if (!rc && (st->n_dirty >= st->flush_threshold || st->tail_used >= TAIL_MAX))
         rc = store_flush(st, NULL);
+    /* the caller's writes that must commit with the batch (the SDK: outbox, cursor) */
+    fs_error he = {0};
+    bool hook_failed = false;
+    if (!rc && o && o->before_commit) {
+        rc = o->before_commit(o->ctx, st, changes, results, n, &he);
+        hook_failed = rc != 0;
+    }
     if (!rc && exec1(st, S_COMMIT))
         rc = FS_EIO;
     st->n_dslots = 0;
     if (rc) {
-        if (rc == FS_EIO)
+        if (hook_failed)
+            fs_error_set(e, rc, "%s", he.msg[0] ? he.msg : fs_strerror(rc));
+        else if (rc == FS_EIO)
             db_fail(st, e, "apply batch");
         else
             fs_error_set(e, rc, "apply batch: %s", fs_strerror(rc));

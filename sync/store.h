@@ -14,9 +14,10 @@
  *   meta      persisted clock, schema version, identity.
  *
  * One transaction per batch (store_apply_batch): results are valid only after it returns 0,
- * which means COMMIT returned: the durable acknowledgement the protocol promises. Every
- * connection runs with WAL, synchronous=NORMAL, foreign_keys off, a busy timeout and a
- * journal size limit. Prepared statements are cached per handle.
+ * which means COMMIT returned: the durable acknowledgement the protocol promises, provided the
+ * handle commits with STORE_SYNC_FULL (store_set_synchronous; the server and the SDK do).
+ * Every connection runs with WAL, synchronous=NORMAL unless set otherwise, foreign_keys off,
+ * a busy timeout and a journal size limit. Prepared statements are cached per handle.
  *
  * Log first, state later: a batch's transaction writes the log (and records, reviews and
  * device sequences); the per-field state it merges lives in an in-memory cache and reaches
@@ -77,10 +78,34 @@ typedef struct apply_raw {
     size_t len;
 } apply_raw;
 
+/* Authority only: whether the user may see record c->record, which exists (possibly created
+ * earlier in the same batch), stored_scope being its stored scope (NULL if it has none; judge
+ * from what is stored, never from what the change claims). Called after c's device sequence
+ * was consumed and BEFORE every other check that could tell something about the record (its
+ * type, roles, clock, required fields, append-only and immutable fields, lowering, staleness,
+ * references, authorize): an invisible record's change gets only this answer. Return 0 when
+ * visible, or an fs_err (FS_ESCOPE) with e filled: the change is refused and the refusal
+ * remembered like any other (a re-send gets the same answer; a re-send of a consumed dseq is
+ * answered as the first time, without calling visible again). Not called for new records,
+ * undecodable changes (apply_raw) or changes refused for their sequence. */
+typedef int (*store_visible_fn)(void *ctx, const change *c, const char *stored_scope,
+                                fs_error *e);
+
+/* Called once inside store_apply_batch()'s transaction, after every change was applied and
+ * just before COMMIT, with the n changes and their results (borrowed for the call). It may
+ * write its own tables through store_db(st) (no BEGIN/COMMIT of its own): those writes commit
+ * or roll back with the batch. Return 0 to commit, or an fs_err with e filled: the batch is
+ * rolled back and store_apply_batch returns that code with e (as for FS_EIO: no result is
+ * valid, nothing was applied). Not called when the batch already failed. */
+typedef int (*store_before_commit_fn)(void *ctx, store *st, const change *changes,
+                                      const apply_result *results, size_t n, fs_error *e);
+
 typedef struct apply_opts {
     store_authorize_fn authorize;
     store_commit_fn on_commit;
-    void *ctx;
+    store_visible_fn visible;             /* optional (authority) */
+    store_before_commit_fn before_commit; /* optional */
+    void *ctx;                            /* passed to every callback */
     const apply_raw *raw; /* optional, n entries: raw[i].code != 0 refuses changes[i], of
                              which only device and dseq are used */
 } apply_opts;
@@ -91,6 +116,15 @@ typedef struct apply_opts {
  * schema version than s. */
 int store_open(const char *path, const schema *s, store_mode mode, store **out, fs_error *e);
 
+/* When a COMMIT is durable. STORE_SYNC_NORMAL (store_open's default, SQLite's
+ * synchronous=NORMAL in WAL mode): a commit survives a crash of the process, but the last
+ * commits before a power failure or an OS crash may be lost (the WAL is synced only at
+ * checkpoints). STORE_SYNC_FULL: the WAL is synced at every COMMIT (one fsync, ~2 ms on our
+ * VM): a commit that returned survives power loss. Use FULL wherever a commit is promised to
+ * someone (the server's acknowledgements, a device's saved visits). Returns 0 or FS_EIO. */
+typedef enum store_sync { STORE_SYNC_NORMAL = 1, STORE_SYNC_FULL = 2 } store_sync;
+int store_set_synchronous(store *st, store_sync how, fs_error *e);
+
 /* Saves the clock and closes. Accepts NULL. */
 void store_close(store *st);
 
@@ -100,8 +134,9 @@ const schema *store_schema(const store *st);
 store_mode store_get_mode(const store *st);
 
 /* Applies n changes in one transaction. results[i] says what happened to changes[i]. Returns
- * 0 after COMMIT, or FS_EIO/FS_ENOMEM after ROLLBACK (then no result is valid and nothing was
- * applied: the caller must not acknowledge). A refused change never stops the others. */
+ * 0 after COMMIT, or FS_EIO/FS_ENOMEM (or o->before_commit's error) after ROLLBACK (then no
+ * result is valid and nothing was applied: the caller must not acknowledge). A refused change
+ * never stops the others. o may be NULL. */
 int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
                       apply_result *results, fs_error *e);
 

@@ -161,7 +161,7 @@ static void test_fast_lane(void)
     CHECK_INT(outbox_count(db), ==, 1002 - 16);
     CHECK_INT(sdk_count(db, "SELECT count(*) FROM log"), ==, 16);
     CHECK_INT(sdk_count(db, "SELECT count(*) FROM dev_outbox o JOIN log l ON l.dseq = o.dseq "
-                            "AND l.device = (SELECT v FROM dev_stage WHERE k = 'device')"),
+                            "AND l.device IS NOT NULL"),
               ==, 0);
     fieldsync_record *r;
     CHECK_OK(fieldsync_record_load(db, child, &r));

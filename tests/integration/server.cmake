@@ -27,4 +27,7 @@ if(TARGET fieldsyncd)
   add_test(NAME server.admin
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/server_admin.sh $<TARGET_FILE:fieldsyncd>)
   set_tests_properties(server.admin PROPERTIES TIMEOUT 120 ENVIRONMENT "${FS_SERVER_TEST_ENV}")
+  add_test(NAME server.durability
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/server_sync.sh $<TARGET_FILE:fieldsyncd>)
+  set_tests_properties(server.durability PROPERTIES TIMEOUT 120 ENVIRONMENT "${FS_SERVER_TEST_ENV}")
 endif()

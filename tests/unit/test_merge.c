@@ -1766,6 +1766,179 @@ static void test_replica_duplicates(void)
     remove_store_files(path);
 }
 
+/* ---- callbacks: visible, before_commit; synchronous ---------------------------------- */
+
+typedef struct vis_ctx {
+    rid_t hidden;   /* the record the user may not see */
+    int calls;
+    char scope[128]; /* stored scope passed in the last call */
+} vis_ctx;
+
+static int vis_cb(void *ctx, const change *c, const char *stored_scope, fs_error *e)
+{
+    vis_ctx *v = ctx;
+    v->calls++;
+    snprintf(v->scope, sizeof v->scope, "%s", stored_scope ? stored_scope : "(null)");
+    if (!memcmp(c->record.b, v->hidden.b, 16))
+        return fs_error_set(e, FS_ESCOPE, "this record is outside your scope");
+    return 0;
+}
+
+static apply_result apply_opts1(store *st, const change *c, const apply_opts *o)
+{
+    apply_result r;
+    fs_error e = {0};
+    CHECK_OK(store_apply_batch(st, c, 1, o, &r, &e));
+    return r;
+}
+
+/* The engine asks visible() first for an existing record: a lowering of a risk level by a
+ * visitor on a record it may not see gets ESCOPE, not EROLE (which would tell it the record is
+ * a child whose risk is above the level sent), its dseq is consumed, and a re-send gets the
+ * same answer without a second call. */
+static void test_visible_first(void)
+{
+    store *st = open_store(":memory:", STORE_AUTHORITY);
+    device a, b;
+    device_init(&a, "王老师", R_VISITOR);
+    device_init(&b, "外村人", R_VISITOR);
+    vis_ctx v = {.calls = 0};
+    apply_opts o = {.visible = vis_cb, .ctx = &v};
+    rid_t x, y;
+    new_id(&x);
+    new_id(&y);
+    v.hidden = x;
+    change ch;
+    uint64_t h1 = tick(), h2 = tick();
+    child_create(&ch, &x, h1, &a, "王小明");
+    CHECK_INT(apply_opts1(st, &ch, &o).status, ==, APPLY_ACCEPTED);
+    CHECK_INT(v.calls, ==, 0); /* a new record: authorize decides, not visible */
+    ch_begin(&ch, CHILD, &x, h2, h1, &a);
+    ch_enum(&ch, CHILD, "risk_level", "high");
+    CHECK_INT(apply1(st, &ch).status, ==, APPLY_ACCEPTED); /* no callback: the owner */
+    /* without the callback the lowering would be refused for the role */
+    ch_begin(&ch, CHILD, &x, tick(), h2, &b);
+    ch_enum(&ch, CHILD, "risk_level", "low");
+    CHECK_INT(apply1(st, &ch).code, ==, FS_EROLE);
+    /* with it: ESCOPE, first */
+    uint64_t before = last_seq(st);
+    ch_begin(&ch, CHILD, &x, tick(), h2, &b);
+    ch_enum(&ch, CHILD, "risk_level", "low");
+    apply_result r = apply_opts1(st, &ch, &o);
+    CHECK_INT(r.status, ==, APPLY_REFUSED);
+    CHECK_INT(r.code, ==, FS_ESCOPE);
+    CHECK(!strstr(r.msg, "risk"));
+    CHECK_INT(v.calls, ==, 1);
+    CHECK_STR(v.scope, "500101001"); /* the stored scope */
+    CHECK(device_seq(st, &b) == ch.dseq); /* consumed */
+    CHECK(last_seq(st) == before);
+    check_enum(st, &x, CHILD, "risk_level", "high");
+    /* a re-send: the same answer, remembered (visible is not asked again) */
+    r = apply_opts1(st, &ch, &o);
+    CHECK_INT(r.code, ==, FS_ESCOPE);
+    CHECK_INT(v.calls, ==, 1);
+    /* a type mismatch is not revealed either: a household change to the hidden child id */
+    ch_begin(&ch, HOUSEHOLD, &x, tick(), h2, &b);
+    ch_text(&ch, HOUSEHOLD, "village", "500101001");
+    CHECK_INT(apply_opts1(st, &ch, &o).code, ==, FS_ESCOPE);
+    /* a visible record goes on to the other checks */
+    child_create(&ch, &y, tick(), &a, "李小红");
+    CHECK_INT(apply_opts1(st, &ch, &o).status, ==, APPLY_ACCEPTED);
+    ch_begin(&ch, CHILD, &y, tick(), ch.hlc, &b);
+    ch_enum(&ch, CHILD, "risk_level", "high");
+    CHECK_INT(apply_opts1(st, &ch, &o).status, ==, APPLY_ACCEPTED);
+    store_close(st);
+}
+
+typedef struct hook_ctx {
+    int calls;
+    size_t n;
+    int fail; /* fs_err to return */
+} hook_ctx;
+
+static int hook_cb(void *ctx, store *st, const change *cs, const apply_result *ar, size_t n,
+                   fs_error *e)
+{
+    hook_ctx *h = ctx;
+    h->calls++;
+    h->n = n;
+    (void)cs;
+    for (size_t i = 0; i < n; i++)
+        CHECK(ar[i].status == APPLY_ACCEPTED || ar[i].status == APPLY_DUPLICATE ||
+              ar[i].status == APPLY_REFUSED);
+    /* inside the batch's transaction: what it writes commits or rolls back with it */
+    CHECK(!sqlite3_get_autocommit(store_db(st)));
+    CHECK_INT(sqlite3_exec(store_db(st), "INSERT INTO hook_t(v) VALUES (1)", NULL, NULL, NULL),
+              ==, SQLITE_OK);
+    if (h->fail)
+        return fs_error_set(e, h->fail, "hook says no");
+    return 0;
+}
+
+static int count_rows(store *st, const char *sql)
+{
+    sqlite3_stmt *q;
+    CHECK_INT(sqlite3_prepare_v2(store_db(st), sql, -1, &q, NULL), ==, SQLITE_OK);
+    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
+    int n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+static void test_before_commit(void)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        store *st = open_store(":memory:", mode ? STORE_REPLICA : STORE_AUTHORITY);
+        CHECK_INT(sqlite3_exec(store_db(st), "CREATE TABLE hook_t(v)", NULL, NULL, NULL), ==,
+                  SQLITE_OK);
+        device a;
+        device_init(&a, "王老师", R_VISITOR);
+        hook_ctx h = {0};
+        apply_opts o = {.before_commit = hook_cb, .ctx = &h};
+        change cs[2];
+        rid_t x, y;
+        new_id(&x);
+        new_id(&y);
+        child_create(&cs[0], &x, tick(), &a, "甲");
+        child_create(&cs[1], &y, tick(), &a, "乙");
+        apply_result ar[2];
+        fs_error e = {0};
+        /* a failing hook: the batch rolls back with the hook's own writes, its error returned */
+        h.fail = FS_EIO;
+        CHECK_INT(store_apply_batch(st, cs, 2, &o, ar, &e), ==, FS_EIO);
+        CHECK(strstr(e.msg, "hook says no") != NULL);
+        CHECK_INT(h.calls, ==, 1);
+        CHECK_INT((int)h.n, ==, 2);
+        CHECK(last_seq(st) == 0);
+        CHECK_INT(count_rows(st, "SELECT count(*) FROM hook_t"), ==, 0);
+        CHECK_INT(store_record_get(st, &x, NULL, NULL, 0), ==, FS_ENOTFOUND);
+        if (!mode)
+            CHECK(device_seq(st, &a) == 0);
+        /* a hook that succeeds: one call per batch, its write committed with the batch */
+        h.fail = 0;
+        CHECK_OK(store_apply_batch(st, cs, 2, &o, ar, &e));
+        CHECK_INT(ar[0].status, ==, APPLY_ACCEPTED);
+        CHECK_INT(h.calls, ==, 2);
+        CHECK(last_seq(st) == 2);
+        CHECK_INT(count_rows(st, "SELECT count(*) FROM hook_t"), ==, 1);
+        check_text(st, &y, CHILD, "name", "乙");
+        store_close(st);
+    }
+}
+
+static void test_synchronous(void)
+{
+    store *st = open_store(":memory:", STORE_AUTHORITY);
+    fs_error e = {0};
+    CHECK_INT(count_rows(st, "PRAGMA synchronous"), ==, 1); /* store_open: NORMAL */
+    CHECK_OK(store_set_synchronous(st, STORE_SYNC_FULL, &e));
+    CHECK_INT(count_rows(st, "PRAGMA synchronous"), ==, 2);
+    CHECK_OK(store_set_synchronous(st, STORE_SYNC_NORMAL, &e));
+    CHECK_INT(count_rows(st, "PRAGMA synchronous"), ==, 1);
+    CHECK_INT(store_set_synchronous(st, (store_sync)7, &e), ==, FS_EINVAL);
+    store_close(st);
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -1812,6 +1985,9 @@ int main(void)
     test_workflow_concurrent_furthest_first(st);
     test_invalid_change_consumes_dseq(st);
     test_scope_follows_winner(st);
+    test_visible_first();
+    test_before_commit();
+    test_synchronous();
     check_rebuild(st);
     store_close(st);
     schema_free(S);
