@@ -17,8 +17,9 @@
  *    per change in order. If the store fails (disk full, locked), the device gets BUSY and
  *    no results: it must not delete anything from its outbox, and re-sending is harmless.
  *
- * The signal handler only sets a flag, and this runs to completion inside one receive
- * callback, so a shutdown can never interrupt a batch between BEGIN and COMMIT.
+ * The signal handler only sets a flag, and this runs to completion inside one callback of the
+ * service thread (session.c parks a received push and runs it from its work timer, between
+ * socket services), so a shutdown can never interrupt a batch between BEGIN and COMMIT.
  */
 #include "server.h"
 

@@ -107,9 +107,10 @@ int srvdb_open(const char *path, bool create, sqlite3 **out, fs_error *e)
     }
     sqlite3_busy_timeout(db, 5000);
     sqlite3_extended_result_codes(db, 1);
-    /* the same settings as the engine's connections (store.c), see CONVENTIONS */
+    /* the engine's settings (store.c), durable like the server's store (--sync full): an
+     * enrolment, a revocation or a password change survives a power failure */
     int rc = srvdb_exec(db,
-                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                         "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;",
                         e);
     if (!rc)
