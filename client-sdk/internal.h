@@ -114,9 +114,6 @@ int value_json(strbuf *b, const schema_field *f, const fs_value *v);
 /* Parses text into *v for field f (VAL_STR borrows text). For sets: *v gets add/remove
  * masks. Returns a fieldsync_err, with db->err set. */
 int value_parse(fieldsync_db *db, const schema_field *f, const char *text, fs_value *v);
-/* Decodes a packed value blob of field f (kept lenient, as the store does). VAL_STR borrows
- * buf. Returns 0 or an fs_err. */
-int value_decode(const schema_field *f, const void *buf, size_t len, fs_value *v);
 /* "name=value, ..." of a push-form change body. */
 int change_summary(fieldsync_db *db, const void *body, size_t len, strbuf *out,
                    const schema_type **type, rid_t *record);

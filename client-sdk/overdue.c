@@ -19,165 +19,33 @@
  * recorded offline removes the child from the list at once). Pending records are few, so
  * their per-record overlay loads cost little. Cost O(records of the village).
  *
+ * The configuration is read by the server's own loader and the rule (interval per risk
+ * level, on-file statuses, last visit or opening day) is the server's (sync/ledgercfg.h), so
+ * the device and the supervisor's page agree; the device checks what it reads as strictly as
+ * the server, but does not require the sections it never uses (the `ledger: 1` line,
+ * reports, assessments: ledger_config_load_visits).
+ *
  * Not done here: the configuration is read from its file on every call (~0.1 ms: one small
- * YAML file); caching it on the handle would need fieldsync_close to free it. Only the keys
- * used here are checked; the server checks the whole file strictly when it starts.
+ * YAML file); caching it on the handle would need fieldsync_close to free it.
  */
 #include "internal.h"
 
 #include "hlc.h"
+#include "ledgercfg.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <yaml.h>
 
 #define DAY_MS (86400LL * 1000)
 
-/* What of the ledger configuration the device needs (borrowed pointers into db->s). */
-typedef struct ov_cfg {
-    const schema_type *subject, *visit;
-    const schema_field *s_name, *s_village, *s_status, *s_risk, *v_subject, *v_time;
-    uint64_t on_file;                      /* bit per status value counted as on file */
-    int32_t overdue_days[SCHEMA_MAX_ENUM]; /* per risk value; 0 = default_days */
-    int32_t default_days;
-} ov_cfg;
-
 /* ---- the configuration ------------------------------------------------------------------ */
 
-typedef struct cfg_loader {
-    fieldsync_db *db;
-    yaml_document_t doc;
-    const char *path;
-    ov_cfg *c;
-} cfg_loader;
-
-static int cfg_fail(cfg_loader *L, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int cfg_fail(cfg_loader *L, const yaml_node_t *n, const char *fmt, ...)
-{
-    char why[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return sdk_fail(L->db, FIELDSYNC_ESCHEMA, "%s:%lu: %s", L->path,
-                    n ? (unsigned long)n->start_mark.line + 1 : 0ul, why);
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-/* The value of key in mapping m, or NULL. */
-static yaml_node_t *map_get(cfg_loader *L, yaml_node_t *m, const char *key)
-{
-    if (!m || m->type != YAML_MAPPING_NODE)
-        return NULL;
-    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
-        const char *k = scalar(yaml_document_get_node(&L->doc, p->key));
-        if (k && !strcmp(k, key))
-            return yaml_document_get_node(&L->doc, p->value);
-    }
-    return NULL;
-}
-
-static int cfg_type(cfg_loader *L, yaml_node_t *m, const char *key, const schema_type **out)
-{
-    yaml_node_t *v = map_get(L, m, key);
-    const char *s = scalar(v);
-    if (!s)
-        return cfg_fail(L, m, "missing '%s'", key);
-    if (!(*out = schema_type_by_name(L->db->s, s)))
-        return cfg_fail(L, v, "no record type '%s' in the schema", s);
-    return 0;
-}
-
-/* Field key of t, of one of the kinds in the mask (1 << field_kind). */
-static int cfg_field(cfg_loader *L, yaml_node_t *m, const char *key, const schema_type *t,
-                     unsigned kinds, const schema_field **out)
-{
-    yaml_node_t *v = map_get(L, m, key);
-    const char *s = scalar(v);
-    if (!s)
-        return cfg_fail(L, m, "missing '%s'", key);
-    *out = schema_field_by_name(t, s);
-    if (!*out)
-        return cfg_fail(L, v, "type '%s' has no field '%s'", t->name, s);
-    if (!(kinds & (1u << (*out)->kind)))
-        return cfg_fail(L, v, "field %s.%s has the wrong kind (%s)", t->name, s,
-                        schema_kind_name((*out)->kind));
-    return 0;
-}
-
-static int cfg_days(cfg_loader *L, yaml_node_t *v, int32_t *out)
-{
-    const char *s = scalar(v);
-    char *end;
-    errno = 0;
-    long x = s && *s ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *end || errno || x < 1 || x > 3650)
-        return cfg_fail(L, v, "expected a number of days 1..3650");
-    *out = (int32_t)x;
-    return 0;
-}
-
-static int cfg_resolve(cfg_loader *L, yaml_node_t *root)
-{
-    ov_cfg *c = L->c;
-    yaml_node_t *sub = map_get(L, root, "subject"), *vis = map_get(L, root, "visits");
-    if (!sub || !vis)
-        return cfg_fail(L, root, "the ledger needs 'subject' and 'visits'");
-    int rc;
-    if ((rc = cfg_type(L, sub, "type", &c->subject)) ||
-        (rc = cfg_field(L, sub, "name", c->subject, 1u << KIND_TEXT, &c->s_name)) ||
-        (rc = cfg_field(L, sub, "village", c->subject, 1u << KIND_SCOPE, &c->s_village)) ||
-        (rc = cfg_field(L, sub, "status", c->subject, 1u << KIND_ENUM, &c->s_status)) ||
-        (rc = cfg_field(L, sub, "risk", c->subject, 1u << KIND_ENUM, &c->s_risk)) ||
-        (rc = cfg_type(L, vis, "type", &c->visit)) ||
-        (rc = cfg_field(L, vis, "subject", c->visit, 1u << KIND_REF, &c->v_subject)) ||
-        (rc = cfg_field(L, vis, "time", c->visit, 1u << KIND_TIME | 1u << KIND_DATE, &c->v_time)) ||
-        (rc = cfg_days(L, map_get(L, vis, "default_days"), &c->default_days)))
-        return rc;
-    if (c->v_subject->ref_type != c->subject->id)
-        return cfg_fail(L, vis, "%s.%s does not refer to %s records", c->visit->name,
-                        c->v_subject->name, c->subject->name);
-    yaml_node_t *of = map_get(L, sub, "on_file");
-    if (!of || of->type != YAML_SEQUENCE_NODE)
-        return cfg_fail(L, sub, "subject needs on_file: [status values]");
-    for (yaml_node_item_t *i = of->data.sequence.items.start; i < of->data.sequence.items.top;
-         i++) {
-        yaml_node_t *n = yaml_document_get_node(&L->doc, *i);
-        int x = scalar(n) ? schema_enum_by_code(c->s_status, scalar(n)) : -1;
-        if (x < 0)
-            return cfg_fail(L, n, "'%s' is not a value of %s", scalar(n) ? scalar(n) : "?",
-                            c->s_status->name);
-        c->on_file |= 1ull << x;
-    }
-    yaml_node_t *od = map_get(L, vis, "overdue_days");
-    if (od && od->type != YAML_MAPPING_NODE)
-        return cfg_fail(L, od, "overdue_days must map %s values to days", c->s_risk->name);
-    for (yaml_node_pair_t *p = od ? od->data.mapping.pairs.start : NULL;
-         od && p < od->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&L->doc, p->key);
-        int x = scalar(k) ? schema_enum_by_code(c->s_risk, scalar(k)) : -1;
-        if (x < 0)
-            return cfg_fail(L, k, "'%s' is not a value of %s", scalar(k) ? scalar(k) : "?",
-                            c->s_risk->name);
-        if ((rc = cfg_days(L, yaml_document_get_node(&L->doc, p->value), &c->overdue_days[x])))
-            return rc;
-    }
-    return 0;
-}
-
-/* Loads the ledger configuration into *c. A fieldsync_err (FIELDSYNC_ESCHEMA naming the
- * file and line). */
-static int cfg_load(fieldsync_db *db, ov_cfg *c)
+/* Loads the ledger configuration ($FIELDSYNC_LEDGER, else ledger.yaml beside the schema) with
+ * the server's loader (sync/ledgercfg.h), so both read it alike. Returns 0 and *out (free with
+ * ledger_config_free), or a fieldsync_err: FIELDSYNC_ESCHEMA with the loader's "file:line:
+ * reason". */
+static int cfg_load(fieldsync_db *db, ledger_cfg **out)
 {
     char path[4096];
     const char *env = getenv("FIELDSYNC_LEDGER");
@@ -185,33 +53,9 @@ static int cfg_load(fieldsync_db *db, ov_cfg *c)
         snprintf(path, sizeof path, "%s", env);
     else
         snprintf(path, sizeof path, "%s/ledger.yaml", db->schema_dir);
-    memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sdk_fail(db, FIELDSYNC_ESCHEMA, "ledger configuration %s: %s", path,
-                        strerror(errno));
-    cfg_loader L = {.db = db, .path = path, .c = c};
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
-    }
-    yaml_parser_set_input_file(&parser, f);
-    int ok = yaml_parser_load(&parser, &L.doc);
-    fclose(f);
-    if (!ok) {
-        int rc = sdk_fail(db, FIELDSYNC_ESCHEMA, "%s:%lu: %s", path,
-                          (unsigned long)parser.problem_mark.line + 1,
-                          parser.problem ? parser.problem : "YAML syntax error");
-        yaml_parser_delete(&parser);
-        return rc;
-    }
-    yaml_parser_delete(&parser);
-    yaml_node_t *root = yaml_document_get_root_node(&L.doc);
-    int rc = root ? cfg_resolve(&L, root)
-                  : sdk_fail(db, FIELDSYNC_ESCHEMA, "%s:1: the file is empty", path);
-    yaml_document_delete(&L.doc);
-    return rc;
+    fs_error e = {0};
+    int rc = ledger_config_load_visits(path, db->s, out, &e);
+    return rc ? sdk_from_fs(db, rc, &e) : 0;
 }
 
 /* ---- the subjects ----------------------------------------------------------------------- */
@@ -231,7 +75,7 @@ typedef struct subj {
 
 typedef struct ov_run {
     fieldsync_db *db;
-    ov_cfg cfg;
+    ledger_cfg *cfg;     /* owned */
     const char *village;
     subj *v;
     size_t n, cap;
@@ -314,7 +158,7 @@ static int each_row(ov_run *o, const char *sql, int type, int a3, int a4, const 
  * record are consecutive (ORDER BY r.id). */
 static int subject_row(ov_run *o, sqlite3_stmt *s)
 {
-    const ov_cfg *c = &o->cfg;
+    const ledger_cfg *c = o->cfg;
     if (sqlite3_column_bytes(s, 0) != 16)
         return 0;
     rid_t id;
@@ -337,7 +181,7 @@ static int subject_row(ov_run *o, sqlite3_stmt *s)
                             : num == c->s_risk->num   ? c->s_risk
                                                       : NULL;
     fs_value v;
-    if (!f || value_decode(f, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), &v))
+    if (!f || value_unpack_stored(f, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2), &v))
         return 0;
     if (f == c->s_name && v.kind == VAL_STR && !x->name) {
         if (!(x->name = dupn(v.u.s.p, v.u.s.len)))
@@ -353,7 +197,7 @@ static int subject_row(ov_run *o, sqlite3_stmt *s)
 /* A pending subject record, from its overlay view. */
 static int subject_view(ov_run *o, const rid_t *id)
 {
-    const ov_cfg *c = &o->cfg;
+    const ledger_cfg *c = o->cfg;
     fieldsync_record *rec;
     int rc = record_load_id(o->db, id, &rec);
     if (rc == FIELDSYNC_ENOTFOUND)
@@ -395,22 +239,6 @@ static int subject_view(ov_run *o, const rid_t *id)
 
 /* ---- the visits ------------------------------------------------------------------------- */
 
-/* Milliseconds of a time (Unix seconds) or date (YYYYMMDD, local midnight) value, as
- * server/ledger.c counts them. */
-static int64_t time_ms(const schema_field *f, int64_t x)
-{
-    if (f->kind == KIND_TIME)
-        return x * 1000;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = (int)(x / 10000) - 1900;
-    tm.tm_mon = (int)(x / 100 % 100) - 1;
-    tm.tm_mday = (int)(x % 100);
-    tm.tm_isdst = -1;
-    time_t t = mktime(&tm);
-    return t == (time_t)-1 ? 0 : (int64_t)t * 1000;
-}
-
 static void visit_seen(ov_run *o, const rid_t *child, int64_t ms, bool pending)
 {
     subj *x = subj_find(o, child);
@@ -423,23 +251,23 @@ static void visit_seen(ov_run *o, const rid_t *child, int64_t ms, bool pending)
 /* One confirmed visit: its subject reference and time values. */
 static int visit_row(ov_run *o, sqlite3_stmt *s)
 {
-    const ov_cfg *c = &o->cfg;
+    const ledger_cfg *c = o->cfg;
     fs_value ref, t;
-    if (value_decode(c->v_subject, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+    if (value_unpack_stored(c->v_subject, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
                      &ref) ||
         ref.kind != VAL_REF ||
-        value_decode(c->v_time, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+        value_unpack_stored(c->v_time, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
                      &t) ||
         t.kind != VAL_INT)
         return 0;
-    visit_seen(o, &ref.u.ref, time_ms(c->v_time, t.u.i), false);
+    visit_seen(o, &ref.u.ref, ledger_time_ms(c->v_time, t.u.i), false);
     return 0;
 }
 
 /* A pending visit, from its overlay view. */
 static int visit_view(ov_run *o, const rid_t *id)
 {
-    const ov_cfg *c = &o->cfg;
+    const ledger_cfg *c = o->cfg;
     fieldsync_record *rec;
     int rc = record_load_id(o->db, id, &rec);
     if (rc == FIELDSYNC_ENOTFOUND)
@@ -451,7 +279,7 @@ static int visit_view(ov_run *o, const rid_t *id)
     if (!fieldsync_get(rec, c->v_subject->name, &fs) && fs.present &&
         !fieldsync_get(rec, c->v_time->name, &ft) && ft.present &&
         !rid_from_text(fs.text, &child))
-        visit_seen(o, &child, time_ms(c->v_time, ft.number), fs.pending || ft.pending);
+        visit_seen(o, &child, ledger_time_ms(c->v_time, ft.number), fs.pending || ft.pending);
     fieldsync_record_free(rec);
     return 0;
 }
@@ -492,7 +320,7 @@ static int pending_ids(ov_run *o, int type, rid_t **out, size_t *n)
 /* Everything that reads the replica: one read transaction (see query.c). */
 static int gather(ov_run *o)
 {
-    const ov_cfg *c = &o->cfg;
+    const ledger_cfg *c = o->cfg;
     int rc = pending_ids(o, c->subject->id, &o->pend, &o->npend);
     if (rc)
         return rc;
@@ -567,8 +395,10 @@ int fieldsync_overdue(fieldsync_db *db, const char *village, int64_t now_ms,
     if (!now_ms)
         now_ms = sdk_now_ms();
     bool own_txn;
-    if ((rc = sdk_read_begin(db, &own_txn)))
+    if ((rc = sdk_read_begin(db, &own_txn))) {
+        ledger_config_free(o.cfg);
         return rc;
+    }
     rc = gather(&o);
     sdk_read_end(db, own_txn);
     /* the overdue ones, most overdue first; callbacks after the read transaction, so they
@@ -579,13 +409,9 @@ int fieldsync_overdue(fieldsync_db *db, const char *village, int64_t now_ms,
         rc = sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
     for (size_t i = 0; i < o.n && !rc; i++) {
         subj *x = &o.v[i];
-        bool on_file = x->status < 0 || (o.cfg.on_file >> x->status & 1);
-        x->days = x->risk >= 0 && x->risk < SCHEMA_MAX_ENUM && o.cfg.overdue_days[x->risk]
-                      ? o.cfg.overdue_days[x->risk]
-                      : o.cfg.default_days;
-        int64_t base = x->last_ms ? x->last_ms : x->since_ms;
-        x->due_ms = base + (int64_t)x->days * DAY_MS;
-        if (on_file && x->due_ms < now_ms)
+        x->days = ledger_interval_days(o.cfg, x->risk);
+        x->due_ms = ledger_due_ms(x->days, x->last_ms, x->since_ms);
+        if (ledger_on_file(o.cfg, x->status) && x->due_ms < now_ms)
             list[nl++] = x;
     }
     if (!rc && nl)
@@ -599,8 +425,8 @@ int fieldsync_overdue(fieldsync_db *db, const char *village, int64_t now_ms,
         in.id = id;
         in.name = x->name ? x->name : "";
         in.village = x->village;
-        in.risk = x->risk >= 0 && (uint32_t)x->risk < o.cfg.s_risk->n_values
-                      ? o.cfg.s_risk->values[x->risk].code
+        in.risk = x->risk >= 0 && (uint32_t)x->risk < o.cfg->s_risk->n_values
+                      ? o.cfg->s_risk->values[x->risk].code
                       : "";
         in.since_ms = x->since_ms;
         in.last_visit_ms = x->last_ms;
@@ -616,5 +442,6 @@ int fieldsync_overdue(fieldsync_db *db, const char *village, int64_t now_ms,
         free(o.v[i].name);
     free(o.v);
     free(o.pend);
+    ledger_config_free(o.cfg);
     return rc;
 }

@@ -307,8 +307,8 @@ int fieldsync_reviews(fieldsync_db *db, fieldsync_review_cb cb, void *ctx)
         rid_to_text(&rec, rtext);
         fs_value va, vb;
         a.len = b.len = 0;
-        if (value_decode(f, sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4), &va) ||
-            value_decode(f, sqlite3_column_blob(s, 7), (size_t)sqlite3_column_bytes(s, 7), &vb))
+        if (value_unpack_stored(f, sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4), &va) ||
+            value_unpack_stored(f, sqlite3_column_blob(s, 7), (size_t)sqlite3_column_bytes(s, 7), &vb))
             continue;
         if (value_text(&a, f, &va) || sb_puts(&a, "") || value_text(&b, f, &vb) ||
             sb_puts(&b, "")) {

@@ -338,46 +338,6 @@ int value_parse(fieldsync_db *db, const schema_field *f, const char *text, fs_va
     return sdk_fail(db, FIELDSYNC_EFIELD, "field '%s' has an unknown kind", f->name);
 }
 
-int value_decode(const schema_field *f, const void *buf, size_t len, fs_value *v)
-{
-    mpr r;
-    mpr_init(&r, buf, len);
-    memset(v, 0, sizeof *v);
-    if (!buf || !len || mpr_try_nil(&r)) {
-        v->kind = VAL_NIL;
-        return 0;
-    }
-    switch (f->kind) {
-    case KIND_SET: {
-        uint32_t n;
-        v->kind = VAL_SET;
-        if (mpr_array(&r, 2, &n) || n != 2 || mpr_u64(&r, &v->u.set.add) ||
-            mpr_u64(&r, &v->u.set.rm))
-            return FS_EDEC_TYPE;
-        return 0;
-    }
-    case KIND_TEXT:
-    case KIND_SCOPE:
-        v->kind = VAL_STR;
-        return mpr_str(&r, CHANGE_MAX_TEXT, &v->u.s.p, &v->u.s.len) ? FS_EDEC_TYPE : 0;
-    case KIND_BOOL:
-        v->kind = VAL_BOOL;
-        return mpr_bool(&r, &v->u.b) ? FS_EDEC_TYPE : 0;
-    case KIND_REF: {
-        const uint8_t *b;
-        uint32_t n;
-        v->kind = VAL_REF;
-        if (mpr_bin(&r, 16, &b, &n) || n != 16)
-            return FS_EDEC_TYPE;
-        memcpy(v->u.ref.b, b, 16);
-        return 0;
-    }
-    default:
-        v->kind = VAL_INT;
-        return mpr_i64(&r, &v->u.i) ? FS_EDEC_TYPE : 0;
-    }
-}
-
 int change_summary(fieldsync_db *db, const void *body, size_t len, strbuf *out,
                    const schema_type **type, rid_t *record)
 {

@@ -2,7 +2,7 @@
  * ledger.c — computes the supervisor's ledger from the store: per-village counts of the
  * children on file, every child with its last visit and whether a visit is overdue, and the
  * open mandatory reports with their deadlines. What each of those words means (which type,
- * which field, how many days) comes from the ledger configuration (ledger_config.c); this
+ * which field, how many days) comes from the ledger configuration (sync/ledgercfg.c); this
  * file only follows its pointers.
  *
  * How: after store_flush() the engine's `fields` table holds the merged state of every
@@ -20,7 +20,8 @@
  *   on file     status is one of cfg->on_file, or unset
  *   since       the earliest clock among the record's fields: when its file was opened
  *   overdue     on file, and (last visit, or since when never visited) + interval < now,
- *               interval = overdue_days[risk] or default_days
+ *               interval = overdue_days[risk] or default_days (the rule is
+ *               ledger_due_ms in sync/ledgercfg.c, shared with the device SDK)
  *   open report status not in cfg->closed; deadline = when that status was set (its
  *               winning change's clock) + deadline_hours[status]; for the status the report
  *               was created with, from its time field (when the situation was found) if
@@ -28,69 +29,13 @@
  */
 #include "ledger.h"
 
-#include "mpr.h"
-
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define DAY_MS (86400LL * 1000)
-
-int ledger_value(const schema_field *f, const void *buf, size_t len, fs_value *v)
-{
-    mpr r;
-    mpr_init(&r, buf, len);
-    memset(v, 0, sizeof *v);
-    if (!buf || !len || mpr_try_nil(&r)) {
-        v->kind = VAL_NIL;
-        return 0;
-    }
-    switch (f->kind) {
-    case KIND_SET: {
-        uint32_t n;
-        v->kind = VAL_SET;
-        if (mpr_array(&r, 2, &n) || n != 2 || mpr_u64(&r, &v->u.set.add) ||
-            mpr_u64(&r, &v->u.set.rm))
-            return FS_EDEC_TYPE;
-        return 0;
-    }
-    case KIND_TEXT:
-    case KIND_SCOPE:
-        v->kind = VAL_STR;
-        return mpr_str(&r, CHANGE_MAX_TEXT, &v->u.s.p, &v->u.s.len) ? FS_EDEC_TYPE : 0;
-    case KIND_BOOL:
-        v->kind = VAL_BOOL;
-        return mpr_bool(&r, &v->u.b) ? FS_EDEC_TYPE : 0;
-    case KIND_REF: {
-        const uint8_t *b;
-        uint32_t n;
-        v->kind = VAL_REF;
-        if (mpr_bin(&r, 16, &b, &n) || n != 16)
-            return FS_EDEC_TYPE;
-        memcpy(v->u.ref.b, b, 16);
-        return 0;
-    }
-    default:
-        v->kind = VAL_INT;
-        return mpr_i64(&r, &v->u.i) ? FS_EDEC_TYPE : 0;
-    }
-}
-
-/* Milliseconds of a time (Unix seconds) or date (YYYYMMDD, local midnight) value. */
+/* Milliseconds of a time or date value (ledger_time_ms); 0 when unset. */
 static int64_t value_ms(const schema_field *f, const fs_value *v)
 {
-    if (v->kind != VAL_INT)
-        return 0;
-    if (f->kind == KIND_TIME)
-        return v->u.i * 1000;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = (int)(v->u.i / 10000) - 1900;
-    tm.tm_mon = (int)(v->u.i / 100 % 100) - 1;
-    tm.tm_mday = (int)(v->u.i % 100);
-    tm.tm_isdst = -1;
-    time_t t = mktime(&tm);
-    return t == (time_t)-1 ? 0 : (int64_t)t * 1000;
+    return v->kind == VAL_INT ? ledger_time_ms(f, v->u.i) : 0;
 }
 
 static char *dupn(const char *s, size_t n)
@@ -199,7 +144,7 @@ static int enum_of(const frow *rows, size_t n, const schema_field *f)
 {
     const frow *r = row_of(rows, n, f);
     fs_value v;
-    if (!r || ledger_value(f, r->value, r->len, &v) || v.kind != VAL_INT || v.u.i < 0 ||
+    if (!r || value_unpack_stored(f, r->value, r->len, &v) || v.kind != VAL_INT || v.u.i < 0 ||
         v.u.i >= (int64_t)f->n_values)
         return -1;
     return (int)v.u.i;
@@ -254,7 +199,7 @@ static int subject_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
     l->n_subjects++; /* counted now so that ledger_free frees what is filled below */
     const frow *nr = row_of(rows, n, cfg->s_name);
     fs_value v;
-    if (nr && !ledger_value(cfg->s_name, nr->value, nr->len, &v) && v.kind == VAL_STR)
+    if (nr && !value_unpack_stored(cfg->s_name, nr->value, nr->len, &v) && v.kind == VAL_STR)
         x->name = dupn(v.u.s.p, v.u.s.len);
     else
         x->name = dupn("", 0);
@@ -262,7 +207,7 @@ static int subject_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
         return FS_ENOMEM;
     x->status = enum_of(rows, n, cfg->s_status);
     x->risk = enum_of(rows, n, cfg->s_risk);
-    x->on_file = x->status < 0 || (cfg->on_file >> x->status & 1);
+    x->on_file = ledger_on_file(cfg, x->status);
     x->since_ms = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t ms = (int64_t)((uint64_t)rows[i].whlc >> 16);
@@ -285,7 +230,7 @@ static int subject_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
         for (uint32_t k = 0; k < cfg->n_counts; k++) {
             const ledger_count *lc = &cfg->counts[k];
             const frow *r = row_of(rows, n, lc->f);
-            if (!r || ledger_value(lc->f, r->value, r->len, &v))
+            if (!r || value_unpack_stored(lc->f, r->value, r->len, &v))
                 continue;
             if ((lc->value < 0 && v.kind == VAL_BOOL && v.u.b) ||
                 (lc->value >= 0 && v.kind == VAL_INT && v.u.i == lc->value))
@@ -335,12 +280,12 @@ static int visit_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
     (void)id;
     const frow *sr = row_of(rows, n, cfg->v_subject), *tr = row_of(rows, n, cfg->v_time);
     fs_value v;
-    if (!sr || !tr || ledger_value(cfg->v_subject, sr->value, sr->len, &v) || v.kind != VAL_REF)
+    if (!sr || !tr || value_unpack_stored(cfg->v_subject, sr->value, sr->len, &v) || v.kind != VAL_REF)
         return 0;
     int64_t k = ledger_find(b->l, &v.u.ref);
     if (k < 0)
         return 0;
-    if (ledger_value(cfg->v_time, tr->value, tr->len, &v))
+    if (value_unpack_stored(cfg->v_time, tr->value, tr->len, &v))
         return 0;
     int64_t ms = value_ms(cfg->v_time, &v);
     ledger_subject *x = &b->l->subjects[k];
@@ -349,7 +294,7 @@ static int visit_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
     const char *who = tr->author; /* the visit's author, unless it names the visitor */
     size_t who_len = strlen(who);
     const frow *vr = row_of(rows, n, cfg->v_visitor);
-    if (vr && !ledger_value(cfg->v_visitor, vr->value, vr->len, &v) && v.kind == VAL_STR &&
+    if (vr && !value_unpack_stored(cfg->v_visitor, vr->value, vr->len, &v) && v.kind == VAL_STR &&
         v.u.s.len) {
         who = v.u.s.p;
         who_len = v.u.s.len;
@@ -376,7 +321,7 @@ static int report_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
     const frow *sr = row_of(rows, n, cfg->r_subject);
     fs_value v;
     int64_t k = -1;
-    if (sr && !ledger_value(cfg->r_subject, sr->value, sr->len, &v) && v.kind == VAL_REF)
+    if (sr && !value_unpack_stored(cfg->r_subject, sr->value, sr->len, &v) && v.kind == VAL_REF)
         k = ledger_find(l, &v.u.ref);
     if (b->sc->only && k < 0)
         return 0; /* a children scope sees the reports of its children only */
@@ -396,7 +341,7 @@ static int report_row(void *ctx, const rid_t *id, const frow *rows, size_t n)
     r->status = status;
     r->category = enum_of(rows, n, cfg->r_category);
     const frow *tr = row_of(rows, n, cfg->r_time);
-    if (tr && !ledger_value(cfg->r_time, tr->value, tr->len, &v))
+    if (tr && !value_unpack_stored(cfg->r_time, tr->value, tr->len, &v))
         r->time_ms = value_ms(cfg->r_time, &v);
     const frow *st = row_of(rows, n, cfg->r_status);
     r->status_since_ms = st ? (int64_t)((uint64_t)st->whlc >> 16) : r->time_ms;
@@ -490,11 +435,8 @@ int ledger_build(store *st, const ledger_cfg *cfg, const ledger_scope *sc, int64
     }
     for (uint32_t i = 0; i < out->n_subjects; i++) {
         ledger_subject *x = &out->subjects[i];
-        int32_t days = x->risk >= 0 && cfg->overdue_days[x->risk] ? cfg->overdue_days[x->risk]
-                                                                   : cfg->default_days;
-        x->interval_days = days;
-        int64_t base = x->last_visit_ms ? x->last_visit_ms : x->since_ms;
-        x->due_ms = base + (int64_t)days * DAY_MS;
+        x->interval_days = ledger_interval_days(cfg, x->risk);
+        x->due_ms = ledger_due_ms(x->interval_days, x->last_visit_ms, x->since_ms);
         x->overdue = x->on_file && x->due_ms < now_ms;
         out->n_overdue += x->overdue;
     }

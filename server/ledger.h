@@ -7,9 +7,9 @@
  * Meaning lives in a file (schema/ledger.yaml, docs/supervisor.md §3), never in C: which
  * record type is the subject (the child), which of its fields are counted per village, which
  * type records visits and with which time and visitor fields, the visit interval per risk
- * level, the report type, its open statuses and their deadlines. ledger_config_load() checks
- * every name against the loaded record schema and resolves it to field pointers, so the
- * computation below only follows pointers.
+ * level, the report type, its open statuses and their deadlines. ledger_config_load()
+ * (sync/ledgercfg.h, shared with the device SDK) checks every name against the loaded record
+ * schema and resolves it to field pointers, so the computation below only follows pointers.
  *
  * The computation (ledger_build) reads the engine's `records` and `fields` tables directly
  * after store_flush() (store.h: the field cache is written back first), one query per
@@ -22,6 +22,7 @@
 #ifndef FS_LEDGER_H
 #define FS_LEDGER_H
 
+#include "ledgercfg.h"
 #include "schema.h"
 #include "store.h"
 
@@ -29,51 +30,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define LEDGER_MAX_COUNTS 64
-#define LEDGER_MAX_COLUMNS 32
-
-/* One column of the per-village counts. */
-typedef struct ledger_count {
-    const schema_field *f;     /* borrowed from the schema */
-    int value;                 /* enum value index counted; -1: a bool field, counts true */
-    char key[80];              /* stable id: "field" or "field:code" */
-    char *label_zh, *label_en; /* owned */
-    char *group_zh, *group_en; /* owned; the field's label when the column is one value of
-                                  an each_value field, else NULL */
-} ledger_count;
-
-typedef struct ledger_cfg {
-    char *path;                       /* owned: the file it came from */
-    const schema *s;                  /* borrowed */
-    /* subject */
-    const schema_type *subject;
-    const schema_field *s_name, *s_village, *s_status, *s_risk;
-    uint64_t on_file;                 /* bit per status value counted as on file */
-    const schema_field *columns[LEDGER_MAX_COLUMNS];
-    uint32_t n_columns;
-    ledger_count counts[LEDGER_MAX_COUNTS];
-    uint32_t n_counts;
-    /* visits */
-    const schema_type *visit;
-    const schema_field *v_subject, *v_time, *v_visitor;
-    int32_t overdue_days[SCHEMA_MAX_ENUM]; /* per risk value; 0 = default_days */
-    int32_t default_days;
-    /* reports */
-    const schema_type *report;
-    const schema_field *r_subject, *r_category, *r_status, *r_time;
-    uint64_t closed;                  /* bit per report status value that is closed */
-    int32_t deadline_hours[SCHEMA_MAX_ENUM]; /* per open status value */
-    /* assessments */
-    const schema_type *assessment;
-    const schema_field *a_subject, *a_time;
-} ledger_cfg;
-
-/* Loads path against s. Returns 0 and *out (free with ledger_config_free), FS_ESCHEMA with
- * e->msg "path:line: reason", or FS_ENOMEM. Borrows s. */
-int ledger_config_load(const char *path, const schema *s, ledger_cfg **out, fs_error *e);
-void ledger_config_free(ledger_cfg *c); /* accepts NULL */
-/* The default file: $FIELDSYNC_LEDGER, else ledger.yaml beside schema_path. Static buffer. */
-const char *ledger_default_path(const char *schema_path);
+/* The configuration (ledger_cfg, ledger_config_load, ledger_default_path) and the overdue
+ * rule live in the engine, sync/ledgercfg.h, shared with the device SDK's overdue list. */
 
 /* ---- the computed ledger ------------------------------------------------------------ */
 
@@ -85,7 +43,7 @@ typedef struct ledger_village {
 } ledger_village;
 
 /* One subject (child). Values are the stored MessagePack bytes of each configured field,
- * decoded on output (ledger_value). */
+ * decoded on output (value_unpack_stored, change.h). */
 typedef struct ledger_subject {
     rid_t id;
     uint32_t village;                 /* index into ledger.villages */
@@ -143,10 +101,6 @@ void ledger_free(ledger *l);
 
 /* Index of a subject by id, or -1 (binary search over an index built by ledger_build). */
 int64_t ledger_find(const ledger *l, const rid_t *id);
-
-/* Decodes a stored MessagePack value of field f (lenient: values written under any schema
- * version load). Strings borrow buf. Returns 0 or FS_EDEC_*. */
-int ledger_value(const schema_field *f, const void *buf, size_t len, fs_value *v);
 
 /* ---- CSV (UTF-8 with BOM, RFC 4180, CRLF) ------------------------------------------ */
 

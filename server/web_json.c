@@ -126,7 +126,7 @@ void json_value(strbuf *b, const schema_field *f, const fs_value *v)
 void json_stored(strbuf *b, const schema_field *f, const void *buf, size_t len)
 {
     fs_value v;
-    if (ledger_value(f, buf, len, &v))
+    if (value_unpack_stored(f, buf, len, &v))
         sb_append(b, "null", 4);
     else
         json_value(b, f, &v);

@@ -290,57 +290,67 @@ int change_validate(const schema *s, const change *c, fs_error *e)
     return 0;
 }
 
-int value_unpack(mpr *r, const schema_field *f, fs_value *v, fs_error *e)
+/* The kind switch shared by value_unpack (received values: max_text is the field's max_len)
+ * and value_unpack_stored (stored values: CHANGE_MAX_TEXT). Fills *v (kind set even on
+ * error) and advances r; returns 0, an mpr error, FS_EVALUE_RANGE (text too long),
+ * FS_EBAD_ID (a ref not 16 bytes) or FS_EDEC_COUNT (a set not [add, rm]). No validation. */
+static int value_read(mpr *r, const schema_field *f, uint32_t max_text, fs_value *v)
 {
-    const uint8_t *save = r->p;
     int rc = 0;
     memset(v, 0, sizeof *v);
     if (mpr_try_nil(r)) {
         v->kind = VAL_NIL;
-    } else {
-        switch (f->kind) {
-        case KIND_TEXT:
-        case KIND_SCOPE:
-            v->kind = VAL_STR;
-            rc = mpr_str(r, f->max_len, &v->u.s.p, &v->u.s.len);
-            if (rc == FS_EDEC_TOOBIG)
-                rc = FS_EVALUE_RANGE;
-            break;
-        case KIND_BOOL:
-            v->kind = VAL_BOOL;
-            rc = mpr_bool(r, &v->u.b);
-            break;
-        case KIND_REF: {
-            const uint8_t *b;
-            uint32_t n;
-            v->kind = VAL_REF;
-            rc = mpr_bin(r, 16, &b, &n);
-            if (!rc && n != 16)
-                rc = FS_EBAD_ID;
-            if (rc == FS_EDEC_TOOBIG)
-                rc = FS_EBAD_ID;
-            if (!rc)
-                memcpy(v->u.ref.b, b, 16);
-            break;
-        }
-        case KIND_SET: {
-            uint32_t n;
-            v->kind = VAL_SET;
-            rc = mpr_array(r, 2, &n);
-            if (!rc && n != 2)
-                rc = FS_EDEC_COUNT;
-            if (!rc)
-                rc = mpr_u64(r, &v->u.set.add);
-            if (!rc)
-                rc = mpr_u64(r, &v->u.set.rm);
-            break;
-        }
-        default:
-            v->kind = VAL_INT;
-            rc = mpr_i64(r, &v->u.i);
-            break;
-        }
+        return 0;
     }
+    switch (f->kind) {
+    case KIND_TEXT:
+    case KIND_SCOPE:
+        v->kind = VAL_STR;
+        rc = mpr_str(r, max_text, &v->u.s.p, &v->u.s.len);
+        if (rc == FS_EDEC_TOOBIG)
+            rc = FS_EVALUE_RANGE;
+        break;
+    case KIND_BOOL:
+        v->kind = VAL_BOOL;
+        rc = mpr_bool(r, &v->u.b);
+        break;
+    case KIND_REF: {
+        const uint8_t *b;
+        uint32_t n;
+        v->kind = VAL_REF;
+        rc = mpr_bin(r, 16, &b, &n);
+        if (!rc && n != 16)
+            rc = FS_EBAD_ID;
+        if (rc == FS_EDEC_TOOBIG)
+            rc = FS_EBAD_ID;
+        if (!rc)
+            memcpy(v->u.ref.b, b, 16);
+        break;
+    }
+    case KIND_SET: {
+        uint32_t n;
+        v->kind = VAL_SET;
+        rc = mpr_array(r, 2, &n);
+        if (!rc && n != 2)
+            rc = FS_EDEC_COUNT;
+        if (!rc)
+            rc = mpr_u64(r, &v->u.set.add);
+        if (!rc)
+            rc = mpr_u64(r, &v->u.set.rm);
+        break;
+    }
+    default:
+        v->kind = VAL_INT;
+        rc = mpr_i64(r, &v->u.i);
+        break;
+    }
+    return rc;
+}
+
+int value_unpack(mpr *r, const schema_field *f, fs_value *v, fs_error *e)
+{
+    const uint8_t *save = r->p;
+    int rc = value_read(r, f, f->max_len, v);
     if (!rc)
         rc = value_validate(f, v, e);
     else
@@ -348,6 +358,22 @@ int value_unpack(mpr *r, const schema_field *f, fs_value *v, fs_error *e)
     if (rc)
         r->p = save;
     return rc;
+}
+
+int value_unpack_stored(const schema_field *f, const void *buf, size_t len, fs_value *v)
+{
+    fs_value tmp;
+    if (!buf || !len) {
+        memset(v, 0, sizeof *v);
+        v->kind = VAL_NIL;
+        return 0;
+    }
+    mpr r;
+    mpr_init(&r, buf, len);
+    if (value_read(&r, f, CHANGE_MAX_TEXT, &tmp))
+        return FS_EDEC_TYPE;
+    *v = tmp;
+    return 0;
 }
 
 static int dec_fail(mpr *r, const uint8_t *save, fs_error *e, int rc, const char *what)

@@ -85,6 +85,14 @@ int change_unpack(struct mpr *r, const schema *s, bool full, change *c, fs_error
 /* Decodes one value of field f (validated). Borrows r's buffer. */
 int value_unpack(struct mpr *r, const schema_field *f, fs_value *v, fs_error *e);
 
+/* Decodes a stored value of field f (the MessagePack bytes of the store's `fields` table,
+ * written by value_pack), by kind only: without the schema's limits (enum range, max_len,
+ * date validity), so that a value stored under an older schema still loads; text is capped
+ * at CHANGE_MAX_TEXT. An empty buffer (or NULL) or nil is VAL_NIL. Strings borrow buf (valid
+ * while it is). Returns 0, or FS_EDEC_TYPE with *v untouched. Used wherever stored values
+ * are read: the store, the server's ledger and web API, the device SDK's queries. */
+int value_unpack_stored(const schema_field *f, const void *buf, size_t len, fs_value *v);
+
 /* Checks a change against schema s: known type, known fields in ascending order, values of
  * the right kind, in range, in the enum, valid UTF-8 text within max_len, role index known.
  * Used by the decoder and by devices before a local change enters the outbox. */

@@ -5,7 +5,7 @@
  * offending key or value. The loader is strict: unknown keys are errors (a typo such as
  * "requried" would otherwise silently do nothing), names must be identifiers, numbers unique,
  * and each rule must suit its kind. It runs once at start-up, so clarity beats speed here.
- * The libyaml plumbing it shares with server/ledger_config.c (parsing, the complaint, integer
+ * The libyaml plumbing it shares with sync/ledgercfg.c (parsing, the complaint, integer
  * and label readers) is in yamlutil.c.
  */
 #include "schema.h"

@@ -1,6 +1,6 @@
 /*
  * yamlutil.h — the libyaml helpers shared by the start-up loaders: the record schema
- * (sync/schema.c) and the supervisor ledger configuration (server/ledger_config.c).
+ * (sync/schema.c) and the supervisor ledger configuration (sync/ledgercfg.c).
  *
  * Both loaders parse a whole file into a libyaml document, walk its nodes, and stop at the
  * first problem with "file:line: reason" (FS_ESCHEMA), the line being that of the offending

@@ -1,24 +1,29 @@
 /*
- * ledger_config.c — loads schema/ledger.yaml (docs/supervisor.md §3) with libyaml's document
- * API, like sync/schema.c loads the record schema (the two share sync/yamlutil.c), and
- * resolves every name in it against the loaded schema.
+ * ledgercfg.c — loads schema/ledger.yaml (docs/supervisor.md §3) with libyaml's document
+ * API, like schema.c loads the record schema (the two share yamlutil.c), resolves every name
+ * in it against the loaded schema, and holds the overdue rule (ledgercfg.h) that the server's
+ * ledger and the device's overdue list both apply.
  *
  * Strict on purpose: an unknown key, a field of the wrong kind, a report status that is
  * neither closed nor given a deadline — each stops the server at start with "file:line:
  * reason", because a ledger that silently ignores a typo would show a supervisor wrong
- * figures (底数不清) without anyone noticing. It runs once at start-up; clarity beats speed.
+ * figures (底数不清) without anyone noticing. The device (ledger_config_load_visits) gets the
+ * same checks on what it reads, but does not need the sections it never uses. It runs once
+ * per start or per query on a small file; clarity beats speed.
  */
-#include "ledger.h"
+#include "ledgercfg.h"
 #include "yamlutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <yaml.h>
 
 typedef struct loader {
     yamlutil_doc y; /* the parsed file, its name and the error to fill (sync/yamlutil.h) */
     ledger_cfg *c;
+    bool visits_only; /* ledger_config_load_visits: version, reports, assessments optional */
 } loader;
 
 /* Every complaint is "file:line: reason" and FS_ESCHEMA (yamlutil_fail). */
@@ -397,6 +402,46 @@ static int root_pair(loader *L, const char *ks, yaml_node_t *k, yaml_node_t *v, 
     return 0;
 }
 
+static int load_reports(loader *L, yaml_node_t *v)
+{
+    ledger_cfg *c = L->c;
+    later_nodes ln = {0};
+    int rc;
+    static const char *const rkeys[] = {"type", "subject", "category", "status", "time",
+                                        "closed", "deadline_hours", NULL};
+    if ((rc = each_pair(L, v, "reports", rkeys, reports_pair, &ln)))
+        return rc;
+    if (!c->report || !c->r_subject || !c->r_category || !c->r_status || !c->r_time ||
+        !ln.a || !ln.b)
+        return fail(L, v,
+                    "reports needs type, subject, category, status, time, closed and "
+                    "deadline_hours");
+    uint64_t with_deadline = 0;
+    if ((rc = enum_list(L, ln.a, c->r_status, &c->closed)) ||
+        (rc = per_value(L, ln.b, c->r_status, 1, 24 * 3650, c->deadline_hours, &with_deadline)))
+        return rc;
+    for (uint32_t x = 0; x < c->r_status->n_values; x++) {
+        bool cl = c->closed >> x & 1, dl = with_deadline >> x & 1;
+        if (cl == dl)
+            return fail(L, ln.b, "report status '%s' must be %s", c->r_status->values[x].code,
+                        cl ? "closed or have a deadline, not both"
+                           : "listed in closed or given deadline hours");
+    }
+    return 0;
+}
+
+static int load_assessments(loader *L, yaml_node_t *v)
+{
+    ledger_cfg *c = L->c;
+    int rc;
+    static const char *const akeys[] = {"type", "subject", "time", NULL};
+    if ((rc = each_pair(L, v, "assessments", akeys, assess_pair, NULL)))
+        return rc;
+    if (!c->assessment || !c->a_subject)
+        return fail(L, v, "assessments needs type and subject");
+    return 0;
+}
+
 static int load_root(loader *L, yaml_node_t *root)
 {
     ledger_cfg *c = L->c;
@@ -406,9 +451,9 @@ static int load_root(loader *L, yaml_node_t *root)
     int rc = each_pair(L, root, "the file", keys, root_pair, sec);
     if (rc)
         return rc;
-    if (!sec[4])
+    if (!sec[4] && !L->visits_only)
         return fail(L, root, "missing 'ledger: 1'");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (L->visits_only ? 2 : 4); i++)
         if (!sec[i])
             return fail(L, root, "missing section '%s'", keys[i + 1]);
     if ((rc = load_subject(L, sec[0])))
@@ -424,33 +469,11 @@ static int load_root(loader *L, yaml_node_t *root)
     if (ln.a && (rc = per_value(L, ln.a, c->s_risk, 1, 3650, c->overdue_days, NULL)))
         return rc;
 
-    static const char *const rkeys[] = {"type", "subject", "category", "status", "time",
-                                        "closed", "deadline_hours", NULL};
-    memset(&ln, 0, sizeof ln);
-    if ((rc = each_pair(L, sec[2], "reports", rkeys, reports_pair, &ln)))
+    /* reports and assessments are missing only when visits_only (checked above) */
+    if (sec[2] && (rc = load_reports(L, sec[2])))
         return rc;
-    if (!c->report || !c->r_subject || !c->r_category || !c->r_status || !c->r_time ||
-        !ln.a || !ln.b)
-        return fail(L, sec[2],
-                    "reports needs type, subject, category, status, time, closed and "
-                    "deadline_hours");
-    uint64_t with_deadline = 0;
-    if ((rc = enum_list(L, ln.a, c->r_status, &c->closed)) ||
-        (rc = per_value(L, ln.b, c->r_status, 1, 24 * 3650, c->deadline_hours, &with_deadline)))
+    if (sec[3] && (rc = load_assessments(L, sec[3])))
         return rc;
-    for (uint32_t x = 0; x < c->r_status->n_values; x++) {
-        bool cl = c->closed >> x & 1, dl = with_deadline >> x & 1;
-        if (cl == dl)
-            return fail(L, ln.b, "report status '%s' must be %s", c->r_status->values[x].code,
-                        cl ? "closed or have a deadline, not both"
-                           : "listed in closed or given deadline hours");
-    }
-
-    static const char *const akeys[] = {"type", "subject", "time", NULL};
-    if ((rc = each_pair(L, sec[3], "assessments", akeys, assess_pair, NULL)))
-        return rc;
-    if (!c->assessment || !c->a_subject)
-        return fail(L, sec[3], "assessments needs type and subject");
     return 0;
 }
 
@@ -470,9 +493,10 @@ void ledger_config_free(ledger_cfg *c)
     free(c);
 }
 
-int ledger_config_load(const char *path, const schema *s, ledger_cfg **out, fs_error *e)
+static int config_load(const char *path, const schema *s, bool visits_only, ledger_cfg **out,
+                       fs_error *e)
 {
-    loader L = {.c = NULL};
+    loader L = {.c = NULL, .visits_only = visits_only};
     *out = NULL;
     int rc = yamlutil_load_file(&L.y, path, e);
     if (rc)
@@ -492,6 +516,17 @@ int ledger_config_load(const char *path, const schema *s, ledger_cfg **out, fs_e
     return 0;
 }
 
+int ledger_config_load(const char *path, const schema *s, ledger_cfg **out, fs_error *e)
+{
+    return config_load(path, s, false, out, e);
+}
+
+int ledger_config_load_visits(const char *path, const schema *s, ledger_cfg **out,
+                              fs_error *e)
+{
+    return config_load(path, s, true, out, e);
+}
+
 const char *ledger_default_path(const char *schema_path)
 {
     static char buf[4096];
@@ -504,4 +539,38 @@ const char *ledger_default_path(const char *schema_path)
     else
         snprintf(buf, sizeof buf, "ledger.yaml");
     return buf;
+}
+
+/* ---- the overdue rule -------------------------------------------------------------- */
+
+#define DAY_MS (86400LL * 1000)
+
+bool ledger_on_file(const ledger_cfg *c, int status)
+{
+    return status < 0 || (status < 64 && (c->on_file >> status & 1));
+}
+
+int32_t ledger_interval_days(const ledger_cfg *c, int risk)
+{
+    return risk >= 0 && risk < SCHEMA_MAX_ENUM && c->overdue_days[risk] ? c->overdue_days[risk]
+                                                                        : c->default_days;
+}
+
+int64_t ledger_due_ms(int32_t interval_days, int64_t last_visit_ms, int64_t since_ms)
+{
+    return (last_visit_ms ? last_visit_ms : since_ms) + (int64_t)interval_days * DAY_MS;
+}
+
+int64_t ledger_time_ms(const schema_field *f, int64_t x)
+{
+    if (f->kind == KIND_TIME)
+        return x * 1000;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = (int)(x / 10000) - 1900;
+    tm.tm_mon = (int)(x / 100 % 100) - 1;
+    tm.tm_mday = (int)(x % 100);
+    tm.tm_isdst = -1;
+    time_t t = mktime(&tm);
+    return t == (time_t)-1 ? 0 : (int64_t)t * 1000;
 }
