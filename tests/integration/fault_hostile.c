@@ -322,7 +322,7 @@ static void test_changes(int argc, char **argv)
 
 static void push_one(fsc *c, change *ch, tres *res)
 {
-    ft_push(c, ch, 1, res);
+    rawws_push_ok(c, ch, 1, res);
 }
 
 /* Welcome's server_hlc is within a minute of the wall clock. */
@@ -388,7 +388,7 @@ static void test_clocks(int argc, char **argv)
         ch[i].hlc = cases[i].hlc;
         ch[i].base = cases[i].base;
     }
-    ft_push(&a, ch, n, res);
+    rawws_push_ok(&a, ch, n, res);
     for (size_t i = 0; i < n; i++) {
         printf("%-36s -> %d %s %s\n", cases[i].what, res[i].status, fs_errname(res[i].code),
                res[i].text);
@@ -443,10 +443,10 @@ static void test_sequences(int argc, char **argv)
     /* out of order in one batch: 2 is a gap (not consumed), 1 goes in; 2 again goes in */
     mk_child(&ch[0], s, &id[0], "二", "V1", 2);
     mk_child(&ch[1], s, &id[1], "一", "V1", 1);
-    ft_push(&a, ch, 2, res);
+    rawws_push_ok(&a, ch, 2, res);
     CHECK_RES(res[0], 2, FS_ESEQ_GAP);
     CHECK_RES(res[1], 0, 0);
-    ft_push(&a, ch, 1, res);
+    rawws_push_ok(&a, ch, 1, res);
     CHECK_RES(res[0], 0, 0);
     /* skipping: 5 after 2 */
     mk_child(&ch[2], s, &id[2], "五", "V1", 5);

@@ -21,6 +21,7 @@
  */
 #include "check.h"
 #include "fault_support.h"
+#include "rawws.h" /* rawws_push_ok */
 
 #include "hlc.h"
 #include "mpr.h"
@@ -113,7 +114,7 @@ static uint64_t hlc_at(int k) { return t_hlc() + (uint64_t)k; }
 static void push_ok(fsc *c, change *ch, size_t n)
 {
     tres res[8];
-    ft_push(c, ch, n, res);
+    rawws_push_ok(c, ch, n, res);
     for (size_t i = 0; i < n; i++)
         if (res[i].status != 0) {
             fprintf(stderr, "setup change %zu refused: %s %s\n", i, fs_errname(res[i].code),
@@ -503,7 +504,7 @@ int main(int argc, char **argv)
     usleep(1300000); /* the daemon notices admin changes within a second */
     ft_open(&rs, &w, &w.bo);
     tres rr;
-    ft_push(&rs, ch, 1, &rr);
+    rawws_push_ok(&rs, ch, 1, &rr);
     printf("bo   %-44s -> %s\n", "re-send after its village left the scope",
            rr.status == 1 ? "duplicate" : fs_errname(rr.code));
     CHECK_INT(rr.status, ==, 1);

@@ -315,12 +315,3 @@ void ft_open(fsc *c, ft_world *w, const enrolled *dev)
     }
 }
 
-void ft_push(fsc *c, change *ch, size_t n, tres *res)
-{
-    static uint64_t batch;
-    int rc = fsc_push(c, ++batch, ch, n, res);
-    if (rc) {
-        fprintf(stderr, "push refused: %s %s\n", wire_err_name(rc), c->err_text);
-        abort();
-    }
-}

@@ -69,8 +69,6 @@ void ft_world_done(ft_world *w);
 void ft_admin(tenv *t, ...);
 /* Opens a READY session of dev (aborts if refused). */
 void ft_open(fsc *c, ft_world *w, const enrolled *dev);
-/* Pushes and aborts unless push_result came. */
-void ft_push(fsc *c, change *ch, size_t n, tres *res);
 
 /* Device id text without dashes (for X'...' literals in SQL). */
 void ft_hex_id(const char *id, char *hex);

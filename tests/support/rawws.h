@@ -6,7 +6,7 @@
  *
  * Why here and not in server_client.c: server_client.c is the raw WebSocket client and the
  * protocol layer every raw test links; these are the steps that two or more test files had
- * written out again. fault_support.c's ft_push is rawws_push_ok with another name.
+ * written out again (server_test.c and the fault_* tests use them).
  *
  * Built as an OBJECT library (tests/support/CMakeLists.txt) on top of
  * tests/integration/server_client.h: a binary that links it must also compile
