@@ -17,9 +17,27 @@
  *    per change in order. If the store fails (disk full, locked), the device gets BUSY and
  *    no results: it must not delete anything from its outbox, and re-sending is harmless.
  *
+ * Group commit: with synchronous=FULL each COMMIT costs an fsync (~2 ms), more than the
+ * store work of a small push. Inside a work slice (srv->in_slice) the pushes therefore join
+ * one store group (store_group_begin): each is a savepoint of one transaction, and its
+ * packed push_result waits in srv->done. push_group_end(), called by session.c when the
+ * slice ends or before any other parked message, commits the group once, then fans out the
+ * group's accepted changes (read back from the log, in log order) and queues every waiting
+ * push_result; if that COMMIT fails, each of those devices gets BUSY and no result, exactly
+ * as a failed single push. A push whose own batch fails is rolled back to its savepoint
+ * alone and gets BUSY at once; the others of the group are not touched (unless SQLite ended
+ * the whole transaction, then the group's COMMIT fails too). Outside a slice (a parked push
+ * run from the receive callback) a push is its own transaction, as before.
+ *
+ * Fault points (fault.c) in a group: push_before_tx fires before the push's savepoint (the
+ * group's BEGIN may have been sent for earlier pushes, which die unacknowledged with it);
+ * push_in_tx inside its savepoint; push_after_commit and push_after_send refer to one push's
+ * COMMIT and push_result, so while either is armed every group is closed after one push.
+ *
  * The signal handler only sets a flag, and this runs to completion inside one callback of the
  * service thread (session.c parks a received push and runs it from its work timer, between
- * socket services), so a shutdown can never interrupt a batch between BEGIN and COMMIT.
+ * socket services), so a shutdown can never interrupt a batch between BEGIN and COMMIT, nor a
+ * group (it is committed before the work timer's callback returns).
  */
 #include "server.h"
 
@@ -29,6 +47,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* A push applied in the open group: its push_result, queued after the group's COMMIT. */
+typedef struct push_done {
+    session *s;
+    uint8_t *body;       /* the packed push_result (owned) */
+    size_t len;
+    apply_result *res;   /* its results, for the metrics (owned) */
+    uint32_t n;
+} push_done;
 
 typedef struct push_item {
     bool decoded;          /* srv->batch[i] holds the change */
@@ -117,6 +144,32 @@ static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
     return rc;
 }
 
+/* Keeps s's packed push_result (srv->out) and its n results until the group's COMMIT. */
+static int group_add(server *srv, session *s, uint32_t n)
+{
+    if (srv->n_done == srv->cap_done) {
+        size_t cap = srv->cap_done ? srv->cap_done * 2 : 64;
+        push_done *nd = realloc(srv->done, cap * sizeof *nd);
+        if (!nd)
+            return FS_ENOMEM;
+        srv->done = nd;
+        srv->cap_done = cap;
+    }
+    push_done d = {.s = s, .len = srv->out.size, .n = n};
+    d.body = malloc(d.len ? d.len : 1);
+    d.res = malloc((n ? n : 1) * sizeof *d.res);
+    if (!d.body || !d.res) {
+        free(d.body);
+        free(d.res);
+        return FS_ENOMEM;
+    }
+    memcpy(d.body, srv->out.data, d.len);
+    if (n)
+        memcpy(d.res, srv->results, n * sizeof *d.res);
+    srv->done[srv->n_done++] = d;
+    return 0;
+}
+
 int handle_push(session *s, mpr *r, uint32_t count)
 {
     server *srv = s->srv;
@@ -183,7 +236,10 @@ int handle_push(session *s, mpr *r, uint32_t count)
     fault_push_begin(n); /* tests: FIELDSYNC_FAULT (fault.c) */
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    rc = apply_items(s, items, n, &e);
+    bool group = srv->in_slice;
+    rc = group && !store_in_group(srv->store) ? store_group_begin(srv->store, &e) : 0;
+    if (!rc)
+        rc = apply_items(s, items, n, &e);
     metrics_apply_observe(&srv->m, seconds_since(&t0));
     if (rc) {
         srv_log(SLOG_ERROR, "%s: push of %u changes not stored: %s", s->peer, n, e.msg);
@@ -195,14 +251,16 @@ int handle_push(session *s, mpr *r, uint32_t count)
         return 0;
     }
 
-    /* committed: acknowledge */
-    fault_push_at(FAULT_PUSH_AFTER_COMMIT);
+    /* committed (or, in a group, applied: acknowledged after the group's COMMIT) */
+    if (!group)
+        fault_push_at(FAULT_PUSH_AFTER_COMMIT);
     msgpack_packer pk;
     session_packer(srv, &pk);
     rc = wire_pack_push_result_header(&pk, batch, n);
     for (uint32_t i = 0; i < n && !rc; i++) {
         const apply_result *res = &srv->results[i];
-        metrics_result(&srv->m, res);
+        if (!group)
+            metrics_result(&srv->m, res);
         wire_result wr = {.dseq = items[i].dseq, .status = res->status, .code = res->code};
         if (res->status == APPLY_REFUSED) {
             wr.text = res->msg;
@@ -211,11 +269,48 @@ int handle_push(session *s, mpr *r, uint32_t count)
         rc = wire_pack_result(&pk, &wr);
     }
     items_free(items, n);
+    if (!rc && group)
+        rc = group_add(srv, s, n);
     if (rc) {
         session_error(s, WERR_INTERNAL, true, "out of memory");
         return -1;
     }
+    if (group) {
+        if (fault_armed(FAULT_PUSH_AFTER_COMMIT) || fault_armed(FAULT_PUSH_AFTER_SEND))
+            push_group_end(srv); /* the fault points name one push's COMMIT */
+        return 0;
+    }
     session_send(s, srv->out.data, srv->out.size, false);
     fault_push_sent(s);
     return 0;
+}
+
+void push_group_end(server *srv)
+{
+    if (!store_in_group(srv->store))
+        return;
+    fs_error e = {0};
+    int rc = store_group_commit(srv->store, server_fanout, srv, &e);
+    if (rc)
+        srv_log(SLOG_ERROR, "group of %zu pushes not stored: %s", srv->n_done, e.msg);
+    for (size_t i = 0; i < srv->n_done; i++) {
+        push_done *d = &srv->done[i];
+        if (rc) {
+            session_error(d->s, WERR_BUSY, false,
+                          "the server cannot store now (%s): nothing from this batch was "
+                          "acknowledged; retry later",
+                          fs_strerror(rc));
+        } else {
+            fault_push_at(FAULT_PUSH_AFTER_COMMIT);
+            for (uint32_t j = 0; j < d->n; j++)
+                metrics_result(&srv->m, &d->res[j]);
+            session_send(d->s, d->body, d->len, false);
+            fault_push_sent(d->s);
+        }
+        free(d->body);
+        free(d->res);
+    }
+    free(srv->done);
+    srv->done = NULL;
+    srv->n_done = srv->cap_done = 0;
 }

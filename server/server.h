@@ -5,9 +5,10 @@
  * Shape: one process, one libwebsockets service thread running a plain lws_service() loop.
  * Everything — sessions, the store, the server's own tables, metrics — is touched only from
  * that thread, so nothing here is locked. A push is decoded in the receive callback, parked,
- * and applied by the work timer in a bounded slice between socket passes (session.c:
- * store_apply_batch, one SQLite transaction) and its result queued only after COMMIT
- * returned; a signal only sets a flag, so it can never split a batch.
+ * and applied by the work timer in a bounded slice between socket passes (session.c); the
+ * pushes of one slice share one SQLite transaction, a savepoint each (handle_push.c: group
+ * commit), and their results are queued only after its COMMIT returned; a signal only sets
+ * a flag, so it can never split a batch or a group.
  *
  * Files, by concern:
  *   main.c          arguments, signals, the service loop, shutdown
@@ -54,7 +55,7 @@
 #define SRV_PULL_SCAN_ROWS 20000    /* log rows one pull may look at (filtered ones count) */
 #define SRV_WORK_SLICE_US 10000     /* parked messages run per loop pass, then sockets */
 #define SRV_PARK_SMALL_BYTES 4096  /* a push body up to this runs in the interactive lane */
-#define SRV_WRITES_PER_CALLBACK 64  /* frames one WRITEABLE may write while not choked */
+#define SRV_WRITES_PER_CALLBACK 256 /* frames one WRITEABLE may write while not choked */
 #define SRV_CLOSE_GRACE_S 5         /* a closing session that does not read is cut after */
 #define SRV_SHUTDOWN_GRACE_MS 3000  /* time to flush SHUTDOWN errors before exiting */
 #define SRV_CODE_MAX 32             /* township and village codes, bytes */
@@ -377,6 +378,9 @@ struct server {
     session *park_head[2], *park_tail[2]; /* parked sessions per lane, oldest first */
     lws_sorted_usec_list_t work; /* runs parked messages, SRV_WORK_SLICE_US per loop pass */
     bool work_due;             /* work is scheduled */
+    bool in_slice;             /* work_run is running parked messages: pushes join a group */
+    struct push_done *done;    /* pushes of the open group, waiting for its COMMIT */
+    size_t n_done, cap_done;
     msgpack_sbuffer out;       /* message body being built */
     msgpack_sbuffer tmp;       /* a second scratch buffer (changes of a pull) */
     change *batch;             /* WIRE_MAX_BATCH decoded changes (scratch) */
@@ -413,6 +417,12 @@ void sessions_tick(server *srv, bool admin_changed);
  * 0, or -1 after queueing an error that closes the session. */
 int handle_hello(session *s, struct mpr *r, uint32_t count);
 int handle_push(session *s, struct mpr *r, uint32_t count);
+/* Group commit (handle_push.c): inside a work slice (srv->in_slice) the pushes applied join
+ * one store group (one COMMIT, one fsync); this commits it, then sends each push's
+ * push_result and the ledger fan-out, or BUSY to each if the COMMIT failed. A no-op without
+ * an open group. session.c calls it at the end of each slice and before any other parked
+ * message (a hello, pull or reviews request must not read uncommitted changes). */
+void push_group_end(server *srv);
 int handle_pull(session *s, struct mpr *r, uint32_t count);
 int handle_subscribe(session *s, struct mpr *r, uint32_t count);
 int handle_reviews(session *s, struct mpr *r, uint32_t count);
@@ -459,7 +469,7 @@ size_t http_pss_size(void);
 
 typedef enum fault_point {
     FAULT_NONE,
-    FAULT_PUSH_BEFORE_TX,    /* decoded, before BEGIN */
+    FAULT_PUSH_BEFORE_TX,    /* decoded, before BEGIN (in a group: before its savepoint) */
     FAULT_PUSH_IN_TX,        /* inside the transaction, after the batch's first change */
     FAULT_PUSH_AFTER_COMMIT, /* COMMIT returned, push_result not queued */
     FAULT_PUSH_AFTER_SEND    /* push_result written to the socket */

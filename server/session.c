@@ -18,10 +18,13 @@
  * callback while frames remain; nothing is ever written from anywhere else. The rule for
  * writing: the first frame unconditionally (lws promised the socket is writeable), each
  * further one only if lws_send_pipe_choked() returns 0 just before it (no partial write is
- * buffered inside lws and poll says the kernel takes more), at most 64 per callback. A
+ * buffered inside lws and poll says the kernel takes more), at most 256 per callback
+ * (SRV_WRITES_PER_CALLBACK). A
  * partial write is thus always the last write of a callback, which is what lws' one write
  * per WRITEABLE guarantees; one frame per callback meant one frame per loop pass, too few
- * for a subscriber on a busy server (docs/performance.md §4). A
+ * for a subscriber on a busy server (docs/performance.md §4), and 64 became too few once a
+ * slice's pushes were committed together (a township subscriber got a few hundred events per
+ * pass and passed its 1,000-event bound: RESYNC). A
  * session whose queue passes 1 MiB stops being read (lws_rx_flow_control) until it drains,
  * and one past 16 MiB (a peer that asks and never reads) is dropped with LIMIT.
  *
@@ -268,7 +271,13 @@ void sessions_tick(server *srv, bool admin_changed)
  * Nothing about durability changes: a parked push has not been applied and nothing was
  * acknowledged; a session that closes or is shut down while parked loses the message, and
  * the device sends it again. Cheap messages (ping, subscribe, error) run at once when
- * nothing of their session is parked. */
+ * nothing of their session is parked.
+ *
+ * Group commit: the pushes of one slice share one store transaction (handle_push.c), which
+ * push_group_end() commits when the slice ends, or before any other parked message runs
+ * (what a hello, pull or reviews request reads or writes must not see uncommitted pushes);
+ * their results and ledger events are queued after that COMMIT. One COMMIT (one fsync with
+ * synchronous=FULL) per slice instead of one per push. */
 
 static void work_run(lws_sorted_usec_list_t *sul);
 static void session_dispatch(session *s, const uint8_t *body, size_t blen);
@@ -352,6 +361,14 @@ static void park_drop(session *s)
     s->park_len = 0;
 }
 
+static bool message_is_push(const uint8_t *body, size_t blen)
+{
+    mpr r;
+    mpr_init(&r, body, blen);
+    uint32_t type, count;
+    return wire_read_type(&r, &type, &count) == 0 && type == MSG_PUSH;
+}
+
 /* Runs s's parked message (unless s is closing) and lets s be read again. */
 static void park_run(session *s)
 {
@@ -360,6 +377,8 @@ static void park_run(session *s)
     size_t blen = s->park_len;
     s->park = NULL;
     s->park_len = 0;
+    if (s->srv->in_slice && !message_is_push(body, blen))
+        push_group_end(s->srv); /* what it reads or writes must see committed pushes only */
     if (s->state != SS_CLOSING)
         session_dispatch(s, body, blen);
     free(body);
@@ -379,6 +398,7 @@ static void work_run(lws_sorted_usec_list_t *sul)
      * than half of it when both wait (neither lane can starve), then interactive again */
     const lws_usec_t half = end / 2;
     session **h = srv->park_head;
+    srv->in_slice = true; /* the slice's pushes share one COMMIT (group commit, handle_push.c) */
     while (h[PARK_INTERACTIVE] && (lws_now_usecs() - t0 < half || !h[PARK_BULK]) &&
            lws_now_usecs() - t0 < end)
         park_run(h[PARK_INTERACTIVE]);
@@ -386,6 +406,8 @@ static void work_run(lws_sorted_usec_list_t *sul)
         park_run(h[PARK_BULK]);
     while (h[PARK_INTERACTIVE] && lws_now_usecs() - t0 < end)
         park_run(h[PARK_INTERACTIVE]);
+    push_group_end(srv); /* COMMIT, then the slice's push_results and ledger events */
+    srv->in_slice = false;
     if (h[PARK_INTERACTIVE] || h[PARK_BULK])
         work_schedule(srv); /* the next pass: after every socket had its turn */
 }

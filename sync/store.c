@@ -193,6 +193,9 @@ struct store {
     uint64_t materialized;   /* log seq up to which `fields` is current */
     uint64_t seen;           /* log seq up to which this handle's cache has merged */
     bool pending_flush;      /* a flush ran inside the current batch's transaction */
+    bool group;              /* a group is open (store_group_begin): batches are savepoints */
+    bool group_broken;       /* a batch of the group failed and took the transaction with it */
+    uint64_t group_after;    /* last log seq before the group */
     uint64_t pending_flush_seq;
     devseq_slot dslots[DEVSEQ_SLOTS];
     int n_dslots;
@@ -437,51 +440,15 @@ store_mode store_get_mode(const store *st) { return st->mode; }
 
 /* ---- field state I/O ------------------------------------------------------------------ */
 
+/* Decodes a stored value (value_unpack_stored: by kind, without the schema's limits, so a
+ * value stored under an older schema still loads) and copies its text into *owned (replaced;
+ * free with free()), which v then points at: field states outlive the statement's row. */
 static int decode_value_blob(const schema_field *f, const void *buf, size_t len, fs_value *v,
                              char **owned)
 {
-    mpr r;
-    mpr_init(&r, buf, len);
     fs_value tmp;
-    memset(&tmp, 0, sizeof tmp);
-    if (mpr_try_nil(&r)) {
-        tmp.kind = VAL_NIL;
-    } else if (f->kind == KIND_SET) {
-        uint32_t n;
-        tmp.kind = VAL_SET;
-        if (mpr_array(&r, 2, &n) || n != 2 || mpr_u64(&r, &tmp.u.set.add) ||
-            mpr_u64(&r, &tmp.u.set.rm))
-            return FS_EDEC_TYPE;
-    } else {
-        /* stored values were validated on the way in; decode by kind without the schema
-         * limits so that a value stored under an older schema still loads */
-        switch (f->kind) {
-        case KIND_TEXT:
-        case KIND_SCOPE:
-            tmp.kind = VAL_STR;
-            if (mpr_str(&r, CHANGE_MAX_TEXT, &tmp.u.s.p, &tmp.u.s.len))
-                return FS_EDEC_TYPE;
-            break;
-        case KIND_BOOL:
-            tmp.kind = VAL_BOOL;
-            if (mpr_bool(&r, &tmp.u.b))
-                return FS_EDEC_TYPE;
-            break;
-        case KIND_REF: {
-            const uint8_t *b;
-            uint32_t n;
-            tmp.kind = VAL_REF;
-            if (mpr_bin(&r, 16, &b, &n) || n != 16)
-                return FS_EDEC_TYPE;
-            memcpy(tmp.u.ref.b, b, 16);
-            break;
-        }
-        default:
-            tmp.kind = VAL_INT;
-            if (mpr_i64(&r, &tmp.u.i))
-                return FS_EDEC_TYPE;
-        }
-    }
+    if (value_unpack_stored(f, buf, len, &tmp))
+        return FS_EDEC_TYPE;
     *v = tmp;
     if (tmp.kind == VAL_STR) {
         free(*owned);
@@ -1747,14 +1714,30 @@ static int catch_up(store *st)
     return replay_log(st, st->seen, HOW_RECOVER);
 }
 
+/* After a failed batch or group (its transaction or savepoint rolled back): the caches hold
+ * states of the rolled-back changes; rebuild them from what is stored (inside a group, what
+ * the group's earlier batches stored: the reads see the open transaction). */
+static void rollback_rebuild(store *st)
+{
+    st->pending_flush = false;
+    rcache_clear(st);
+    if (recover(st))
+        cache_clear(st, false); /* next reads go to the table; open replays again */
+}
+
 int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
                       apply_result *results, fs_error *e)
 {
     bool authority = st->mode == STORE_AUTHORITY;
+    bool group = st->group;
     uint64_t clock_before = st->clock.last;
     st->n_dslots = 0;
-    st->pending_flush = false;
-    if (exec1(st, S_BEGIN))
+    if (group && st->group_broken)
+        return fs_error_set(e, FS_EIO, "apply batch: the group's transaction was lost");
+    if (!group)
+        st->pending_flush = false;
+    if (group ? sqlite3_exec(st->db, "SAVEPOINT fs_batch", NULL, NULL, NULL) != SQLITE_OK
+              : exec1(st, S_BEGIN) != 0)
         return db_fail(st, e, "begin");
     int rc = catch_up(st); /* under the write lock: no other handle writes meanwhile */
     for (size_t i = 0; i < n && !rc; i++) {
@@ -1767,7 +1750,8 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
         rc = devseq_flush(st);
     if (!rc && st->clock.last != clock_before)
         rc = save_clock(st);
-    if (!rc && (st->n_dirty >= st->flush_threshold || st->tail_used >= TAIL_MAX))
+    /* a group flushes once, before its COMMIT (store_group_commit) */
+    if (!rc && !group && (st->n_dirty >= st->flush_threshold || st->tail_used >= TAIL_MAX))
         rc = store_flush(st, NULL);
     /* the caller's writes that must commit with the batch (the SDK: outbox, cursor) */
     fs_error he = {0};
@@ -1776,7 +1760,8 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
         rc = o->before_commit(o->ctx, st, changes, results, n, &he);
         hook_failed = rc != 0;
     }
-    if (!rc && exec1(st, S_COMMIT))
+    if (!rc && (group ? sqlite3_exec(st->db, "RELEASE fs_batch", NULL, NULL, NULL) != SQLITE_OK
+                      : exec1(st, S_COMMIT) != 0))
         rc = FS_EIO;
     st->n_dslots = 0;
     if (rc) {
@@ -1786,14 +1771,22 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
             db_fail(st, e, "apply batch");
         else
             fs_error_set(e, rc, "apply batch: %s", fs_strerror(rc));
-        exec1(st, S_ROLLBACK);
-        st->pending_flush = false;
-        rcache_clear(st);
-        /* the cache holds states of the rolled-back changes: rebuild it from the log */
-        if (recover(st))
-            cache_clear(st, false); /* next reads go to the table; open replays again */
+        if (!group) {
+            exec1(st, S_ROLLBACK);
+        } else if (sqlite3_get_autocommit(st->db) ||
+                   sqlite3_exec(st->db, "ROLLBACK TO fs_batch; RELEASE fs_batch", NULL, NULL,
+                                NULL) != SQLITE_OK) {
+            /* SQLite ends the whole transaction after some errors (disk full, I/O): the
+             * group's earlier batches are gone with it */
+            if (!sqlite3_get_autocommit(st->db))
+                exec1(st, S_ROLLBACK);
+            st->group_broken = true;
+        }
+        rollback_rebuild(st);
         return rc;
     }
+    if (group)
+        return 0; /* committed (and fanned out) by store_group_commit */
     if (st->pending_flush) {
         st->pending_flush = false;
         flush_done(st, st->pending_flush_seq);
@@ -1809,6 +1802,103 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
         }
     }
     return 0;
+}
+
+int store_group_begin(store *st, fs_error *e)
+{
+    if (st->group)
+        return fs_error_set(e, FS_EINVAL, "group: one is already open");
+    if (exec1(st, S_BEGIN))
+        return db_fail(st, e, "group: begin");
+    uint64_t last = 0;
+    int rc = catch_up(st);
+    if (!rc)
+        rc = store_last_seq(st, &last);
+    if (rc) {
+        fs_error_set(e, rc, "group: %s", fs_strerror(rc));
+        exec1(st, S_ROLLBACK);
+        rollback_rebuild(st);
+        return rc;
+    }
+    st->group = true;
+    st->group_broken = false;
+    st->group_after = last;
+    st->pending_flush = false;
+    return 0;
+}
+
+bool store_in_group(const store *st)
+{
+    return st->group;
+}
+
+/* The group's accepted changes, from the log in log order, to on_commit. */
+static int group_fanout(store *st, uint64_t after, store_commit_fn on_commit, void *ctx)
+{
+    sqlite3_stmt *s = stmt(st, S_LOG_SCAN);
+    change *c = malloc(sizeof *c);
+    if (!s || !c) {
+        free(c);
+        return s ? FS_ENOMEM : FS_EIO;
+    }
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+    sqlite3_bind_int64(s, 2, INT64_MAX);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+        mpr r;
+        mpr_init(&r, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+        const char *scope = (const char *)sqlite3_column_text(s, 2);
+        if (change_unpack(&r, st->s, true, c, NULL))
+            continue; /* cannot happen: the group logged it with this schema */
+        on_commit(ctx, c, seq, scope && scope[0] ? scope : NULL);
+    }
+    sqlite3_reset(s);
+    free(c);
+    return rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+int store_group_commit(store *st, store_commit_fn on_commit, void *ctx, fs_error *e)
+{
+    if (!st->group)
+        return fs_error_set(e, FS_EINVAL, "group: none is open");
+    st->group = false;
+    int rc = 0;
+    if (st->group_broken)
+        rc = fs_error_set(e, FS_EIO, "group: a batch's failure ended the transaction");
+    else if ((st->pending_flush || st->n_dirty >= st->flush_threshold ||
+              st->tail_used >= TAIL_MAX) &&
+             store_flush(st, e))
+        rc = FS_EIO;
+    else if (exec1(st, S_COMMIT))
+        rc = db_fail(st, e, "group: commit");
+    st->group_broken = false;
+    if (rc) {
+        if (!sqlite3_get_autocommit(st->db))
+            exec1(st, S_ROLLBACK);
+        rollback_rebuild(st);
+        return rc;
+    }
+    if (st->pending_flush) {
+        st->pending_flush = false;
+        flush_done(st, st->pending_flush_seq);
+    }
+    /* committed whatever happens next: a log that cannot be read back now loses these
+     * changes' events (subscribers read them with their next pull), not the commit */
+    if (on_commit)
+        (void)group_fanout(st, st->group_after, on_commit, ctx);
+    return 0;
+}
+
+void store_group_rollback(store *st)
+{
+    if (!st->group)
+        return;
+    st->group = false;
+    st->group_broken = false;
+    if (!sqlite3_get_autocommit(st->db))
+        exec1(st, S_ROLLBACK);
+    rollback_rebuild(st);
 }
 
 int store_tx(store *st, int (*fn)(store *st, void *ctx), void *ctx, fs_error *e)

@@ -140,6 +140,25 @@ store_mode store_get_mode(const store *st);
 int store_apply_batch(store *st, const change *changes, size_t n, const apply_opts *o,
                       apply_result *results, fs_error *e);
 
+/* Group commit: several batches in one transaction, one COMMIT (one fsync) for all of them.
+ * store_group_begin sends BEGIN IMMEDIATE; each store_apply_batch until store_group_commit
+ * then runs inside a savepoint of it: its 0 means "applied, not yet durable" (nothing may be
+ * acknowledged yet), and o->on_commit is not called. A batch that fails is rolled back to
+ * its savepoint alone (the caches rebuilt from the group's state), the group's other batches
+ * stay; if the failure ended the whole transaction (SQLite does after disk full or I/O
+ * errors) every later batch fails and so does the commit. store_group_commit flushes the
+ * field cache if due and sends COMMIT: 0 when every batch that returned 0 is durable, then
+ * on_commit (if not NULL) gets each accepted change of the group, read back from the log in
+ * log order with its logged scope; otherwise FS_EIO after ROLLBACK: no batch of the group
+ * was applied, the caches are rebuilt from the log (as after a failed batch). Reads through
+ * the handle inside a group see the group's uncommitted changes: run nothing else that
+ * writes, or that sends what it reads to a device, while a group is open.
+ * store_group_rollback abandons an open group (nothing applied). */
+int store_group_begin(store *st, fs_error *e);
+int store_group_commit(store *st, store_commit_fn on_commit, void *ctx, fs_error *e);
+void store_group_rollback(store *st);
+bool store_in_group(const store *st);
+
 /* Writes the cached field states to the `fields` table and the log's record index, in one
  * transaction. Returns 0 or FS_EIO. Called automatically when the cache holds many unwritten
  * states, by the store's own readers, and by store_close. */

@@ -1926,6 +1926,134 @@ static void test_before_commit(void)
     }
 }
 
+/* ---- group commit -------------------------------------------------------------------- */
+
+typedef struct group_ctx {
+    int commits;          /* on_commit calls */
+    uint64_t seqs[8];
+    bool dangle;          /* before_commit: write a row that makes the outer COMMIT fail */
+} group_ctx;
+
+static void group_on_commit(void *ctx, const change *c, uint64_t seq, const char *scope)
+{
+    group_ctx *g = ctx;
+    (void)c;
+    (void)scope;
+    if (g->commits < 8)
+        g->seqs[g->commits] = seq;
+    g->commits++;
+}
+
+/* A deferred foreign key is checked at the outer COMMIT only (not when a savepoint is
+ * released): a dangling row makes the group's COMMIT itself fail. */
+static int group_hook(void *ctx, store *st, const change *cs, const apply_result *ar, size_t n,
+                      fs_error *e)
+{
+    group_ctx *g = ctx;
+    (void)cs;
+    (void)ar;
+    (void)n;
+    (void)e;
+    if (g->dangle)
+        CHECK_INT(sqlite3_exec(store_db(st), "INSERT INTO grp_c(pid) VALUES (42)", NULL, NULL,
+                               NULL),
+                  ==, SQLITE_OK);
+    return 0;
+}
+
+static void group_batch(store *st, const change *c, const apply_opts *o, int status)
+{
+    apply_result r;
+    fs_error e = {0};
+    int rc = store_apply_batch(st, c, 1, o, &r, &e);
+    if (rc)
+        fprintf(stderr, "store_apply_batch in a group: %s\n", e.msg);
+    CHECK_OK(rc);
+    CHECK_INT(r.status, ==, status);
+}
+
+static void test_group(void)
+{
+    store *st = open_store(":memory:", STORE_AUTHORITY);
+    sqlite3 *db = store_db(st);
+    CHECK_INT(sqlite3_exec(db,
+                           "PRAGMA foreign_keys=ON; CREATE TABLE grp_p(id INTEGER PRIMARY KEY);"
+                           "CREATE TABLE grp_c(pid INTEGER REFERENCES grp_p(id) "
+                           "DEFERRABLE INITIALLY DEFERRED)",
+                           NULL, NULL, NULL),
+              ==, SQLITE_OK);
+    device a, b;
+    device_init(&a, "王老师", R_VISITOR);
+    device_init(&b, "李老师", R_VISITOR);
+    rid_t x, y, z;
+    new_id(&x);
+    new_id(&y);
+    new_id(&z);
+    change cx, ca, cb;
+    child_create(&cx, &x, tick(), &a, "甲");
+    ACCEPT(st, &cx); /* seq 1, before any group */
+    ch_begin(&ca, CHILD, &x, tick(), cx.hlc, &a); /* a renames x */
+    ch_text(&ca, CHILD, "name", "乙");
+    child_create(&cb, &y, tick(), &a, "丙"); /* a creates y */
+    group_ctx g = {0};
+    apply_opts o = {.on_commit = group_on_commit, .before_commit = group_hook, .ctx = &g};
+    fs_error e = {0};
+
+    /* 1. two batches in a group whose COMMIT fails: neither applied, caches rebuilt */
+    CHECK_OK(store_group_begin(st, &e));
+    CHECK(store_in_group(st));
+    CHECK_INT(store_group_begin(st, &e), ==, FS_EINVAL);
+    group_batch(st, &ca, &o, APPLY_ACCEPTED);
+    g.dangle = true;
+    group_batch(st, &cb, &o, APPLY_ACCEPTED);
+    g.dangle = false;
+    check_text(st, &x, CHILD, "name", "乙"); /* reads see the open group */
+    CHECK_INT(g.commits, ==, 0);               /* nothing is committed yet */
+    CHECK_INT(store_group_commit(st, group_on_commit, &g, &e), ==, FS_EIO);
+    CHECK(!store_in_group(st));
+    CHECK(sqlite3_get_autocommit(db));
+    CHECK_INT(g.commits, ==, 0);
+    CHECK(last_seq(st) == 1);
+    CHECK(device_seq(st, &a) == 1);
+    CHECK_INT(store_record_get(st, &y, NULL, NULL, 0), ==, FS_ENOTFOUND);
+    check_text(st, &x, CHILD, "name", "甲"); /* the cached "乙" is gone */
+    CHECK_INT(count_rows(st, "SELECT count(*) FROM grp_c"), ==, 0);
+    check_rebuild(st);
+
+    /* 2. committed: both batches durable, on_commit once per accepted change, in log order;
+     *    a batch failing inside the group (b's, by its hook) is rolled back alone */
+    change cc;
+    child_create(&cc, &z, tick(), &b, "丁");
+    hook_ctx fail = {.fail = FS_EIO};
+    CHECK_INT(sqlite3_exec(db, "CREATE TABLE hook_t(v)", NULL, NULL, NULL), ==, SQLITE_OK);
+    apply_opts of = {.before_commit = hook_cb, .ctx = &fail};
+    CHECK_OK(store_group_begin(st, &e));
+    group_batch(st, &ca, &o, APPLY_ACCEPTED);
+    apply_result r;
+    CHECK_INT(store_apply_batch(st, &cc, 1, &of, &r, &e), ==, FS_EIO);
+    CHECK(store_in_group(st));
+    group_batch(st, &cb, &o, APPLY_ACCEPTED);
+    CHECK_INT(g.commits, ==, 0);
+    CHECK_OK(store_group_commit(st, group_on_commit, &g, &e));
+    CHECK(sqlite3_get_autocommit(db));
+    CHECK_INT(g.commits, ==, 2);
+    CHECK(g.seqs[0] == 2 && g.seqs[1] == 3);
+    CHECK(last_seq(st) == 3);
+    CHECK(device_seq(st, &a) == 3);
+    CHECK(device_seq(st, &b) == 0);
+    check_text(st, &x, CHILD, "name", "乙");
+    check_text(st, &y, CHILD, "name", "丙");
+    CHECK_INT(store_record_get(st, &z, NULL, NULL, 0), ==, FS_ENOTFOUND);
+    CHECK_INT(count_rows(st, "SELECT count(*) FROM hook_t"), ==, 0);
+    check_rebuild(st);
+    /* re-sent: the group's changes are duplicates, b's rolled-back change is new */
+    DUPLICATE(st, &ca);
+    ACCEPT(st, &cc);
+    check_text(st, &z, CHILD, "name", "丁");
+    CHECK_INT(store_group_commit(st, NULL, NULL, &e), ==, FS_EINVAL);
+    store_close(st);
+}
+
 static void test_synchronous(void)
 {
     store *st = open_store(":memory:", STORE_AUTHORITY);
@@ -1987,6 +2115,7 @@ int main(void)
     test_scope_follows_winner(st);
     test_visible_first();
     test_before_commit();
+    test_group();
     test_synchronous();
     check_rebuild(st);
     store_close(st);
