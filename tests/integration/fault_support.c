@@ -177,17 +177,7 @@ void ft_dump_log(const srv *s)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/server.log", s->dir);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, n > 6000 ? n - 6000 : 0, SEEK_SET);
-    char buf[6001];
-    size_t k = fread(buf, 1, sizeof buf - 1, f);
-    buf[k] = '\0';
-    fclose(f);
-    fprintf(stderr, "---- server log (tail) ----\n%s---- end ----\n", buf);
+    xc_log_tail(path);
 }
 
 void ft_state_hash(const char *dbfile, bool authority, uint64_t out[2])
