@@ -507,23 +507,6 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Bytes this process has passed to write(2) so far (/proc/self/io), or 0 if unknown. */
-static uint64_t written_bytes(void)
-{
-    FILE *f = fopen("/proc/self/io", "r");
-    if (!f)
-        return 0;
-    char line[128];
-    uint64_t v = 0;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "wchar:", 6)) {
-            v = strtoull(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 /* ---- per-statement profile ------------------------------------------------------------- */
 
 #define PROF_MAX 48
@@ -701,12 +684,12 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
             size_t n = counts[phase] - at < batch ? counts[phase] - at : batch;
             for (size_t i = 0; i < n; i++)
                 expand(w, &lists[phase][at + i], &cs[i]);
-            uint64_t wr = phase ? written_bytes() : 0;
+            uint64_t wr = phase ? bh_written_bytes() : 0;
             double t = now_s();
             rc = store_apply_batch(st, cs, n, NULL, rs, &e);
             *times[phase] += now_s() - t;
             if (phase)
-                out->edit_written += written_bytes() - wr;
+                out->edit_written += bh_written_bytes() - wr;
             if (rc) {
                 fprintf(stderr, "store_apply_batch: %s\n", e.msg);
                 goto done;
@@ -747,61 +730,6 @@ done:
 }
 
 /* Raw SQLite: one row per body, INTEGER PRIMARY KEY, same PRAGMAs, same batches. */
-static int run_raw(const uint8_t *bodies, const uint32_t *off, size_t n, const char *path,
-                   size_t batch, double *secs, uint64_t *written)
-{
-    *secs = 0;
-    *written = 0;
-    remove_db(path);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
-    int ret = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL))
-        goto fail;
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_exec(db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
-                     "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
-                     "CREATE TABLE raw(seq INTEGER PRIMARY KEY, body BLOB NOT NULL);",
-                     NULL, NULL, NULL) ||
-        sqlite3_prepare_v3(db, "INSERT INTO raw(body) VALUES (?1)", -1,
-                           SQLITE_PREPARE_PERSISTENT, &ins, NULL) ||
-        sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) ||
-        sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL))
-        goto fail;
-    for (size_t at = 0; at < n; at += batch) {
-        size_t m = n - at < batch ? n - at : batch;
-        uint64_t wr = written_bytes();
-        double t = now_s();
-        if (sqlite3_step(begin) != SQLITE_DONE)
-            goto fail;
-        sqlite3_reset(begin);
-        for (size_t i = at; i < at + m; i++) {
-            sqlite3_bind_blob(ins, 1, bodies + off[i], (int)(off[i + 1] - off[i]),
-                              SQLITE_STATIC);
-            if (sqlite3_step(ins) != SQLITE_DONE)
-                goto fail;
-            sqlite3_reset(ins);
-        }
-        if (sqlite3_step(commit) != SQLITE_DONE)
-            goto fail;
-        sqlite3_reset(commit);
-        *secs += now_s() - t;
-        *written += written_bytes() - wr;
-    }
-    ret = 0;
-fail:
-    if (ret)
-        fprintf(stderr, "raw sqlite %s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
-    sqlite3_finalize(ins);
-    sqlite3_finalize(begin);
-    sqlite3_finalize(commit);
-    sqlite3_close(db);
-    remove_db(path);
-    return ret;
-}
-
 /* Encodes every edit in the full form the log stores. *bodies and *off are new (free). */
 static int encode_edits(const workload *w, uint8_t **bodies, uint32_t **off)
 {
@@ -904,7 +832,8 @@ int main(int argc, char **argv)
     }
     if (!failed) {
         snprintf(path, sizeof path, "%s/bench-apply-raw-%d.db", o.dir, (int)pid);
-        failed |= run_raw(bodies, off, w.n_edits, path, (size_t)o.batch, &raw_s, &raw_written);
+        failed |= bh_raw_insert(path, bodies, off, w.n_edits, (size_t)o.batch, false, &raw_s,
+                                &raw_written) != 0;
     }
     if (failed) {
         free(bodies);

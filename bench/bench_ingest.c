@@ -270,7 +270,7 @@ static int run_once(const options *o, const schema *s, const wire_dicts *dicts, 
     char raw[1200];
     snprintf(raw, sizeof raw, "%s/raw.db", dir);
     if (bh_raw_insert(raw, w.edits_full.p, w.edits_full.off, w.edits_full.n, (size_t)o->batch,
-                      &r->raw_secs))
+                      true, &r->raw_secs, NULL))
         goto out;
     ret = 0;
 out:

@@ -152,7 +152,7 @@ int main(int argc, char **argv)
     char raw_path[1200];
     snprintf(raw_path, sizeof raw_path, "%s/raw.db", m.run_dir);
     double raw_s = 0;
-    bh_raw_insert(raw_path, all.p, all.off, all.n, per_tx ? per_tx : 1, &raw_s);
+    bh_raw_insert(raw_path, all.p, all.off, all.n, per_tx ? per_tx : 1, true, &raw_s, NULL);
     bh_blobs_free(&all);
 
     bh_proc p;

@@ -498,10 +498,28 @@ void bh_remove_db(const char *path)
     }
 }
 
+uint64_t bh_written_bytes(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return 0;
+    char line[128];
+    uint64_t v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "wchar:", 6)) {
+            v = strtoull(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
 int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, size_t n,
-                  size_t batch, double *secs)
+                  size_t batch, bool full_sync, double *secs, uint64_t *written)
 {
     *secs = 0;
+    if (written)
+        *written = 0;
     bh_remove_db(path);
     sqlite3 *db = NULL;
     sqlite3_stmt *ins = NULL, *begin = NULL, *commit = NULL;
@@ -510,7 +528,10 @@ int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, 
         goto out;
     sqlite3_busy_timeout(db, 5000);
     if (sqlite3_exec(db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                     full_sync ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                     NULL, NULL, NULL) ||
+        sqlite3_exec(db,
                      "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
                      "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
                      "CREATE TABLE raw(seq INTEGER PRIMARY KEY, body BLOB NOT NULL);",
@@ -522,6 +543,7 @@ int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, 
         goto out;
     for (size_t at = 0; at < n; at += batch) {
         size_t m = n - at < batch ? n - at : batch;
+        uint64_t wr = written ? bh_written_bytes() : 0;
         double t = bh_now();
         if (sqlite3_step(begin) != SQLITE_DONE)
             goto out;
@@ -537,6 +559,8 @@ int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, 
             goto out;
         sqlite3_reset(commit);
         *secs += bh_now() - t;
+        if (written)
+            *written += bh_written_bytes() - wr;
     }
     ret = 0;
 out:
