@@ -2,14 +2,16 @@
  * wire.c — protocol v1 frames and message codecs. See wire.h and docs/protocol.md.
  *
  * Decoders trust nothing: every length is checked against the bytes left (mpr), the body is
- * capped before decompression using the declared size, and zstd must produce exactly that
- * many bytes. Encoders use msgpack-c's packer into the caller's buffer.
+ * capped before decompression using the size the zstd frame header declares (its content
+ * size), and zstd must produce exactly that many bytes. Encoders
+ * use msgpack-c's packer into the caller's buffer. Compression levels: wire.h.
  */
 #include "wire.h"
 
 #include "mpr.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,14 @@
 #include <zstd.h>
 
 struct wire_dicts {
-    ZSTD_CDict *cdict[256];
+    ZSTD_CDict *cdict[256];       /* level WIRE_LEVEL: bodies over WIRE_SMALL_BODY */
+    /* level WIRE_SMALL_LEVEL, tables sized for small bodies: built on first use (~3 ms,
+     * ~0.55 MB), not at load, so that opening a replica does not pay for it. The only member
+     * written after wire_dicts_load: codecs on several threads may share one wire_dicts, so
+     * it is published with a compare-and-swap (the loser frees its copy). */
+    _Atomic(ZSTD_CDict *) cdict_small[256];
+    void *raw[256];               /* the dictionaries' bytes (cdict_small refers to them) */
+    size_t raw_len[256];
     ZSTD_DDict *ddict[256];
     uint32_t latest;
 };
@@ -84,6 +93,8 @@ int wire_dicts_load(const char *schema_dir, wire_dicts **out, fs_error *e)
     wire_dicts *d = calloc(1, sizeof *d);
     if (!d)
         return fs_error_set(e, FS_ENOMEM, "out of memory");
+    for (int id = 0; id < 256; id++)
+        atomic_init(&d->cdict_small[id], NULL);
     for (int id = 1; id < 256; id++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/dict-%d.zdict", schema_dir, id);
@@ -96,9 +107,10 @@ int wire_dicts_load(const char *schema_dir, wire_dicts **out, fs_error *e)
             wire_dicts_free(d);
             return fs_error_set(e, rc, "%s: cannot read dictionary", path);
         }
-        d->cdict[id] = ZSTD_createCDict(buf, len, 3);
+        d->cdict[id] = ZSTD_createCDict(buf, len, WIRE_LEVEL);
         d->ddict[id] = ZSTD_createDDict(buf, len);
-        free(buf);
+        d->raw[id] = buf;
+        d->raw_len[id] = len;
         if (!d->cdict[id] || !d->ddict[id]) {
             wire_dicts_free(d);
             return fs_error_set(e, FS_ECOMPRESS, "%s: not a zstd dictionary", path);
@@ -115,12 +127,38 @@ void wire_dicts_free(wire_dicts *d)
         return;
     for (int i = 0; i < 256; i++) {
         ZSTD_freeCDict(d->cdict[i]);
+        ZSTD_freeCDict(atomic_load(&d->cdict_small[i]));
         ZSTD_freeDDict(d->ddict[i]);
+        free(d->raw[i]);
     }
     free(d);
 }
 
 uint32_t wire_dicts_latest(const wire_dicts *d) { return d ? d->latest : 0; }
+
+/* The compression dictionary for a body of len bytes with dictionary id (loaded). */
+static ZSTD_CDict *cdict_for(const wire_dicts *d, uint32_t id, size_t len)
+{
+    if (len > WIRE_SMALL_BODY)
+        return d->cdict[id];
+    wire_dicts *m = (wire_dicts *)d; /* allocated non-const: only cdict_small is written */
+    ZSTD_CDict *cd = atomic_load_explicit(&m->cdict_small[id], memory_order_acquire);
+    if (cd)
+        return cd;
+    cd = ZSTD_createCDict_advanced(m->raw[id], m->raw_len[id], ZSTD_dlm_byRef, ZSTD_dct_auto,
+                                   ZSTD_getCParams(WIRE_SMALL_LEVEL, WIRE_SMALL_BODY,
+                                                   m->raw_len[id]),
+                                   ZSTD_defaultCMem);
+    if (!cd)
+        return d->cdict[id]; /* out of memory: level WIRE_LEVEL does as well, a bit larger */
+    ZSTD_CDict *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&m->cdict_small[id], &none, cd,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        ZSTD_freeCDict(cd); /* another thread published one first */
+        cd = none;
+    }
+    return cd;
+}
 
 /* ---- codec -------------------------------------------------------------------------- */
 
@@ -136,10 +174,12 @@ int wire_codec_new(const wire_dicts *d, wire_codec **out)
         wire_codec_free(c);
         return FS_ENOMEM;
     }
-    /* the frame header names the dictionary and the size: zstd need not repeat them */
+    /* the frame header names the dictionary: zstd need not repeat it. The zstd frame carries
+     * the body's length itself (content size: 1 byte up to 255, where a 6-byte frame header
+     * needed 4), which the receiver checks before decompressing (protocol §2) */
     ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_dictIDFlag, 0);
     ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0);
-    ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 0);
+    ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 1);
     /* nor need zstd's 4-byte magic number: the flag says what follows (protocol §2) */
     if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_format, ZSTD_f_zstd1_magicless)) ||
         ZSTD_isError(ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless))) {
@@ -182,24 +222,20 @@ int wire_frame_encode(wire_codec *c, const void *body, size_t len, uint32_t dict
     if (len > UINT32_MAX)
         return FS_EDEC_TOOBIG;
     size_t bound = ZSTD_compressBound(len);
-    if (grow(&c->out, &c->out_cap, out_pre + 6 + (bound > len ? bound : len)))
+    if (grow(&c->out, &c->out_cap, out_pre + 2 + (bound > len ? bound : len)))
         return FS_ENOMEM;
     uint8_t *f = c->out + out_pre;
     if (dict && dict < 256 && c->d && c->d->cdict[dict]) {
-        /* ZSTD_compress_usingCDict would hard-code dictionary id and content size into the
-         * zstd frame; refCDict + compress2 keeps the codec's frame parameters (protocol §2) */
-        size_t n = ZSTD_CCtx_refCDict(c->cctx, c->d->cdict[dict]);
+        /* ZSTD_compress_usingCDict would hard-code the dictionary id into the zstd frame;
+         * refCDict + compress2 keeps the codec's frame parameters (protocol §2) */
+        size_t n = ZSTD_CCtx_refCDict(c->cctx, cdict_for(c->d, dict, len));
         if (!ZSTD_isError(n))
-            n = ZSTD_compress2(c->cctx, f + 6, bound, body, len);
-        if (!ZSTD_isError(n) && n + 6 < len) {
+            n = ZSTD_compress2(c->cctx, f + 2, bound, body, len);
+        if (!ZSTD_isError(n) && n + 2 < len) {
             f[0] = WIRE_FLAG_ZSTD;
             f[1] = (uint8_t)dict;
-            f[2] = (uint8_t)(len >> 24);
-            f[3] = (uint8_t)(len >> 16);
-            f[4] = (uint8_t)(len >> 8);
-            f[5] = (uint8_t)len;
             *out = f;
-            *out_len = n + 6;
+            *out_len = n + 2;
             return 0;
         }
     }
@@ -239,17 +275,24 @@ int wire_frame_decode(wire_codec *c, const void *frame, size_t len, size_t max_b
         *body_len = len - 2;
         return 0;
     }
-    if (len < 7)
+    if (len < 3)
         return FS_EDEC_FRAME;
     uint32_t dict = f[1];
-    size_t declared = (size_t)f[2] << 24 | (size_t)f[3] << 16 | (size_t)f[4] << 8 | f[5];
-    if (declared > max_body)
+    /* the zstd frame's header says the body's length: it must be there, and within the cap,
+     * before anything is decompressed */
+    ZSTD_frameHeader zh;
+    size_t h = ZSTD_getFrameHeader_advanced(&zh, f + 2, len - 2, ZSTD_f_zstd1_magicless);
+    if (ZSTD_isError(h) || h != 0 || zh.frameType != ZSTD_frame ||
+        zh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN)
+        return FS_ECOMPRESS; /* cut, not zstd, or no content size */
+    if (zh.frameContentSize > max_body)
         return FS_EDEC_TOOBIG;
+    size_t declared = (size_t)zh.frameContentSize, zoff = 2;
     if (!c->d || !dict || !c->d->ddict[dict])
         return FS_ECOMPRESS;
     if (grow(&c->body, &c->body_cap, declared + 1))
         return FS_ENOMEM;
-    size_t n = ZSTD_decompress_usingDDict(c->dctx, c->body, declared + 1, f + 6, len - 6,
+    size_t n = ZSTD_decompress_usingDDict(c->dctx, c->body, declared + 1, f + zoff, len - zoff,
                                           c->d->ddict[dict]);
     if (ZSTD_isError(n) || n != declared)
         return FS_ECOMPRESS;

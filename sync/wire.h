@@ -4,14 +4,15 @@
  * A WebSocket binary message ("frame" here) is:
  *   byte 0   flags: bit 0 = body compressed with zstd; other bits must be 0
  *   byte 1   dictionary id: 0 = none, N = schema/dict-N.zdict (only with bit 0)
- *   [bytes 2..5: uncompressed body length, uint32 big-endian — only when compressed]
- *   body     one MessagePack array: [message type, fields...]
+ *   rest     the body, or (bit 0) one zstd frame without magic number whose header carries
+ *            the body's length (content size); the body is one MessagePack array:
+ *            [message type, fields...]
  * or, uncompressed, the body alone: a frame whose first byte opens a MessagePack array
- * (0x90-0x9f, 0xdc, 0xdd; no flags byte can) has no header. The encoder sends raw bodies so;
- * zstd frames go without their 4-byte magic number (the flags byte says what follows).
- * Receivers check the declared length against their limit BEFORE decompressing and require
- * the decompressed size to match it exactly. A minimal client sends flags 0 and never needs
- * zstd; the server compresses only for clients that listed the dictionary in hello.
+ * (0x90-0x9f, 0xdc, 0xdd; no flags byte can) has no header. The encoder sends raw bodies so.
+ * Receivers check the declared length (the zstd header's content size, which must be there)
+ * against their limit BEFORE decompressing and require the decompressed size to match it exactly. A
+ * minimal client sends flags 0 and never needs zstd; the server compresses only for clients
+ * that listed the dictionary in hello.
  *
  * Messages are arrays so that fields are positional and small; a receiver ignores trailing
  * elements it does not know (later protocol revisions may append), and refuses a message with
@@ -37,6 +38,15 @@
 #define WIRE_MAX_TOKEN 128
 #define WIRE_MAX_TEXT 512                /* error texts, names */
 #define WIRE_FLAG_ZSTD 0x01
+/* Compression levels (a sender's choice: receivers do not see them). A lone edit or a push
+ * result is tens of bytes, where level 15 saves about a byte in forty over level 3
+ * (docs/performance.md §3, bench_bytes --cpu: ~4 us per lone edit and ~11 us per lone child
+ * create instead of ~1.5 us); level 19 saves no more there and costs up to ~45 us on a
+ * repetitive 200-byte body. Larger bodies stay at WIRE_LEVEL: the server compresses each
+ * ledger event once per subscriber. */
+#define WIRE_LEVEL 3
+#define WIRE_SMALL_LEVEL 15
+#define WIRE_SMALL_BODY 256
 
 typedef enum wire_type {
     MSG_HELLO = 1,
@@ -123,7 +133,10 @@ typedef struct wire_error {
 typedef struct wire_dicts wire_dicts; /* zstd dictionaries by id, loaded from schema/ */
 
 /* Loads every schema_dir/dict-N.zdict (N = 1..255). Returns 0 and *out (free with
- * wire_dicts_free) even when none exist. */
+ * wire_dicts_free) even when none exist. A 16 KB dictionary costs ~0.5 MB at load (level-3
+ * compression and decompression tables) and ~0.55 MB more, built in ~3 ms on the first body
+ * of at most WIRE_SMALL_BODY bytes compressed with it (the WIRE_SMALL_LEVEL tables). A
+ * wire_dicts may be shared by codecs on several threads. */
 int wire_dicts_load(const char *schema_dir, wire_dicts **out, fs_error *e);
 void wire_dicts_free(wire_dicts *d);
 uint32_t wire_dicts_latest(const wire_dicts *d); /* highest id loaded, 0 if none */
@@ -134,7 +147,8 @@ int wire_codec_new(const wire_dicts *d, wire_codec **out);  /* borrows d */
 void wire_codec_free(wire_codec *c);
 
 /* Wraps body into a frame in the codec's output buffer. dict 0 = send raw; otherwise
- * compress with that dictionary, falling back to raw when compression does not shrink. A raw
+ * compress with that dictionary (level WIRE_SMALL_LEVEL up to WIRE_SMALL_BODY bytes of body,
+ * else WIRE_LEVEL), falling back to raw when compression does not shrink. A raw
  * body that opens with an array header goes without frame header (every message does).
  * *out borrows the codec's buffer (valid until the next call on the codec). out_pre bytes of
  * headroom are left before the frame (LWS_PRE for libwebsockets). */

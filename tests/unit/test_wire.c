@@ -2,10 +2,12 @@
  * test_wire — protocol v1 frames and message codecs (sync/wire.c, docs/protocol.md §2-§4).
  *
  * Frames: raw and compressed round trips with the shipped dictionaries
- * (wire_dicts_load(FS_SCHEMA_DIR)); the declared length checked against the cap BEFORE any
- * decompression; unknown dictionary; reserved flag bits; every truncation of a frame; zstd
- * data that decompresses to another length than declared; garbage; a codec without
- * dictionaries.
+ * (wire_dicts_load(FS_SCHEMA_DIR)), the compressed form whose zstd frame carries the content
+ * size (the older form with a 4-byte length and no content size is refused); the declared
+ * length checked against the cap
+ * BEFORE any decompression; unknown dictionary; reserved flag bits; every truncation of a
+ * frame; zstd data that decompresses to another length than declared; garbage; a codec
+ * without dictionaries.
  *
  * Messages: every type packed and read back field by field (hello, welcome, push with
  * changes, push_result with accepted / duplicate / refused, pull, changes, subscribe,
@@ -222,11 +224,6 @@ static void check_change_equal(const change *a, const change *b, bool full)
 
 /* ---- frames --------------------------------------------------------------------------- */
 
-static size_t declared_of(const uint8_t *f)
-{
-    return (size_t)f[2] << 24 | (size_t)f[3] << 16 | (size_t)f[4] << 8 | f[5];
-}
-
 static void set_declared(uint8_t *f, size_t n)
 {
     f[2] = (uint8_t)(n >> 24);
@@ -306,43 +303,45 @@ static void test_frames(void)
     CHECK_OK(wire_frame_decode(c, raw, 2, WIRE_MAX_FRAME, &out, &out_len));
     CHECK_INT(out_len, ==, 0);
 
-    /* compressed round trip with the shipped dictionary */
+    /* compressed round trip with the shipped dictionary: flags, dictionary, then a zstd
+     * frame that carries the body's length itself (protocol §2) */
     CHECK_OK(wire_frame_encode(c, body, blen, DICT, 16, &f, &flen));
     CHECK_INT(f[0], ==, WIRE_FLAG_ZSTD);
     CHECK_INT(f[1], ==, DICT);
-    CHECK_INT(declared_of(f), ==, blen);
+    CHECK_INT(f[2], !=, 0); /* a zstd header with a content size never starts with 0 */
     CHECK_INT(flen, <, blen);
     uint8_t *z = dup_exact(f, flen);
     size_t z_len = flen;
     CHECK_OK(wire_frame_decode(c, z, z_len, WIRE_MAX_FRAME, &out, &out_len));
     CHECK_INT(out_len, ==, blen);
     CHECK(!memcmp(out, body, blen));
-    /* the declared length exactly at the cap is fine */
+    /* the content size exactly at the cap is fine */
     CHECK_OK(wire_frame_decode(c, z, z_len, blen, &out, &out_len));
-    /* protocol §2: zstd frames carry no magic number, dictionary id, checksum or content
-     * size; put the magic number back and any zstd decoder reads them */
+    /* protocol §2: zstd frames carry no magic number, dictionary id or checksum, and do carry
+     * the content size; put the magic number back and any zstd decoder reads them */
     ZSTD_frameHeader zfh;
-    CHECK(memcmp(z + 6, "\x28\xb5\x2f\xfd", 4) != 0);
-    CHECK_INT(ZSTD_getFrameHeader_advanced(&zfh, z + 6, z_len - 6, ZSTD_f_zstd1_magicless), ==,
+    CHECK(memcmp(z + 2, "\x28\xb5\x2f\xfd", 4) != 0);
+    CHECK_INT(ZSTD_getFrameHeader_advanced(&zfh, z + 2, z_len - 2, ZSTD_f_zstd1_magicless), ==,
               0);
     CHECK_INT(zfh.dictID, ==, 0);
     CHECK_INT(zfh.checksumFlag, ==, 0);
-    CHECK(zfh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN);
+    CHECK_INT(zfh.frameContentSize, ==, blen);
+    size_t fcs_at = zfh.headerSize - (z[2] >> 6 == 0 ? 1 : 1u << (z[2] >> 6)); /* its low byte */
+    char dpath[4096];
+    snprintf(dpath, sizeof dpath, "%s/dict-%u.zdict", FS_SCHEMA_DIR, (unsigned)DICT);
+    FILE *df = fopen(dpath, "rb");
+    CHECK(df);
+    static uint8_t dict_bytes[1 << 20];
+    size_t dict_len = fread(dict_bytes, 1, sizeof dict_bytes, df);
+    fclose(df);
     {
-        size_t std_len = z_len - 6 + 4;
+        size_t std_len = z_len - 2 + 4;
         uint8_t *std = malloc(std_len), *plain = malloc(blen + 1);
         CHECK(std && plain);
         memcpy(std, "\x28\xb5\x2f\xfd", 4);
-        memcpy(std + 4, z + 6, z_len - 6);
+        memcpy(std + 4, z + 2, z_len - 2);
         CHECK_INT(ZSTD_getDictID_fromFrame(std, std_len), ==, 0);
-        CHECK(ZSTD_getFrameContentSize(std, std_len) == ZSTD_CONTENTSIZE_UNKNOWN);
-        char dpath[4096];
-        snprintf(dpath, sizeof dpath, "%s/dict-%u.zdict", FS_SCHEMA_DIR, (unsigned)DICT);
-        FILE *df = fopen(dpath, "rb");
-        CHECK(df);
-        static uint8_t dict_bytes[1 << 20];
-        size_t dict_len = fread(dict_bytes, 1, sizeof dict_bytes, df);
-        fclose(df);
+        CHECK_INT(ZSTD_getFrameContentSize(std, std_len), ==, blen);
         ZSTD_DCtx *dx = ZSTD_createDCtx();
         CHECK(dx);
         size_t got = ZSTD_decompress_usingDict(dx, plain, blen + 1, std, std_len, dict_bytes,
@@ -353,6 +352,76 @@ static void test_frames(void)
         ZSTD_freeDCtx(dx);
         free(std);
         free(plain);
+    }
+
+    /* the form before content sizes (bytes 2-5 the length, zstd without content size) is
+     * refused: the receiver could not bound the body from the zstd header (protocol §2) */
+    uint8_t *l;
+    size_t l_len;
+    {
+        ZSTD_CCtx *cx = ZSTD_createCCtx();
+        CHECK(cx);
+        ZSTD_CCtx_setParameter(cx, ZSTD_c_compressionLevel, 3);
+        ZSTD_CCtx_setParameter(cx, ZSTD_c_dictIDFlag, 0);
+        ZSTD_CCtx_setParameter(cx, ZSTD_c_checksumFlag, 0);
+        ZSTD_CCtx_setParameter(cx, ZSTD_c_contentSizeFlag, 0);
+        ZSTD_CCtx_setParameter(cx, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+        CHECK(!ZSTD_isError(ZSTD_CCtx_loadDictionary(cx, dict_bytes, dict_len)));
+        size_t cap = 6 + ZSTD_compressBound(blen);
+        uint8_t *tmp = malloc(cap);
+        CHECK(tmp);
+        size_t n = ZSTD_compress2(cx, tmp + 6, cap - 6, body, blen);
+        CHECK(!ZSTD_isError(n));
+        CHECK_INT(tmp[6], ==, 0); /* no content size: the header's first byte is 0 */
+        tmp[0] = WIRE_FLAG_ZSTD;
+        tmp[1] = (uint8_t)DICT;
+        set_declared(tmp, blen);
+        l = dup_exact(tmp, n + 6);
+        l_len = n + 6;
+        free(tmp);
+        ZSTD_freeCCtx(cx);
+    }
+    CHECK_INT(decode_copy(c, l, l_len, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
+
+    /* the level: bodies up to WIRE_SMALL_BODY bytes are compressed at WIRE_SMALL_LEVEL (a
+     * lone child create here), larger ones at WIRE_LEVEL (the three-change push above) */
+    {
+        packed one;
+        packed_init(&one);
+        CHECK_OK(wire_pack_push_header(&one.pk, 1, 1));
+        CHECK_OK(change_pack(&one.pk, &ch[0], false));
+        CHECK_INT(one.sb.size, <=, WIRE_SMALL_BODY);
+        CHECK_INT(blen, >, WIRE_SMALL_BODY);
+        size_t at[2][2]; /* [small body, push][WIRE_LEVEL, WIRE_SMALL_LEVEL]: zstd bytes */
+        ZSTD_CCtx *cx = ZSTD_createCCtx();
+        uint8_t *tmp = malloc(ZSTD_compressBound(blen));
+        CHECK(cx && tmp);
+        for (int b = 0; b < 2; b++)
+            for (int lv = 0; lv < 2; lv++) {
+                ZSTD_CCtx_reset(cx, ZSTD_reset_session_and_parameters);
+                ZSTD_CCtx_setParameter(cx, ZSTD_c_compressionLevel,
+                                       lv ? WIRE_SMALL_LEVEL : WIRE_LEVEL);
+                ZSTD_CCtx_setParameter(cx, ZSTD_c_dictIDFlag, 0);
+                ZSTD_CCtx_setParameter(cx, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+                CHECK(!ZSTD_isError(ZSTD_CCtx_loadDictionary(cx, dict_bytes, dict_len)));
+                at[b][lv] = ZSTD_compress2(cx, tmp, ZSTD_compressBound(blen),
+                                           b ? (const void *)body : one.sb.data,
+                                           b ? blen : one.sb.size);
+                CHECK(!ZSTD_isError(at[b][lv]));
+            }
+        CHECK_INT(at[0][1], <, at[0][0]); /* else this body cannot tell the levels apart */
+        CHECK_OK(wire_frame_encode(c, one.sb.data, one.sb.size, DICT, 0, &f, &flen));
+        CHECK_INT(f[0], ==, WIRE_FLAG_ZSTD);
+        CHECK_INT(flen - 2, <=, at[0][1]);
+        CHECK_OK(wire_frame_decode(c, f, flen, WIRE_MAX_FRAME, &out, &out_len));
+        CHECK_INT(out_len, ==, one.sb.size);
+        CHECK(!memcmp(out, one.sb.data, out_len));
+        CHECK_INT(z_len - 2, ==, at[1][0]); /* the larger push: level 3 exactly */
+        printf("frames: lone create %zu B -> %zu B (level %d would give %zu)\n", one.sb.size,
+               flen, WIRE_LEVEL, at[0][0] + 2);
+        free(tmp);
+        ZSTD_freeCCtx(cx);
+        packed_destroy(&one);
     }
 
     /* dictionaries the encoder does not have, and bodies that do not shrink, go raw */
@@ -373,14 +442,25 @@ static void test_frames(void)
     memset(bomb, 0xab, sizeof bomb);
     bomb[0] = WIRE_FLAG_ZSTD;
     bomb[1] = (uint8_t)DICT;
-    set_declared(bomb, 0xffffffffu);
+    set_declared(bomb, WIRE_MAX_FRAME + 1); /* a 4-byte length where zstd's header goes */
+    CHECK_INT(decode_copy(c, bomb, sizeof bomb, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
+    /* a zstd header claiming 1 GiB (4-byte content size, window byte) or 2^63 (8 bytes) */
+    static const uint8_t gib[] = {0x80, 0x00, 0x00, 0x00, 0x00, 0x40};
+    memcpy(bomb + 2, gib, sizeof gib);
     CHECK_INT(decode_copy(c, bomb, sizeof bomb, WIRE_MAX_FRAME), ==, FS_EDEC_TOOBIG);
-    set_declared(bomb, WIRE_MAX_FRAME + 1);
+    static const uint8_t huge8[] = {0xc0, 0x00, 0, 0, 0, 0, 0, 0, 0, 0x80};
+    memcpy(bomb + 2, huge8, sizeof huge8);
     CHECK_INT(decode_copy(c, bomb, sizeof bomb, WIRE_MAX_FRAME), ==, FS_EDEC_TOOBIG);
-    set_declared(bomb, 100);
+    /* 100 bytes claimed, garbage after the header */
+    static const uint8_t small[] = {0x20, 100};
+    memcpy(bomb + 2, small, sizeof small);
+    CHECK_INT(decode_copy(c, bomb, sizeof bomb, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
+    /* a zstd header without content size that does not start with 0 (a checksum flag):
+     * the receiver could not check the size first, so it is refused */
+    bomb[2] = 0x04;
     CHECK_INT(decode_copy(c, bomb, sizeof bomb, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
 
-    /* unknown dictionary, or compressed without one */
+    /* unknown dictionary, or compressed without one, in both forms */
     uint8_t *m = dup_exact(z, z_len);
     m[1] = 200;
     CHECK_INT(decode_copy(c, m, z_len, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
@@ -401,33 +481,32 @@ static void test_frames(void)
     CHECK_INT(decode_copy(c, raw, raw_len, WIRE_MAX_FRAME), ==, FS_EDEC_FRAME);
     raw[1] = 0;
 
-    /* truncation: no header, a cut compressed header, every cut of the zstd data */
+    /* truncation: no header, a cut header, every cut of the zstd data (both forms) */
     CHECK_INT(decode_copy(c, raw, 0, WIRE_MAX_FRAME), ==, FS_EDEC_FRAME);
     CHECK_INT(decode_copy(c, raw, 1, WIRE_MAX_FRAME), ==, FS_EDEC_FRAME);
-    for (size_t n = 0; n < 7; n++)
+    for (size_t n = 0; n < 3; n++)
         CHECK_INT(decode_copy(c, z, n, WIRE_MAX_FRAME), ==, FS_EDEC_FRAME);
-    for (size_t n = 7; n < z_len; n++) {
+    for (size_t n = 3; n < z_len; n++) {
         int rc = decode_copy(c, z, n, WIRE_MAX_FRAME);
         if (rc != FS_ECOMPRESS)
             fprintf(stderr, "compressed frame cut to %zu of %zu bytes\n", n, z_len);
         CHECK_INT(rc, ==, FS_ECOMPRESS);
     }
 
-    /* decompresses to another length than declared */
-    set_declared(m, blen - 1);
-    CHECK_INT(decode_copy(c, m, z_len, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
-    set_declared(m, blen + 1);
-    CHECK_INT(decode_copy(c, m, z_len, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
-    set_declared(m, 0);
-    CHECK_INT(decode_copy(c, m, z_len, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
-    set_declared(m, blen);
-    /* a flipped byte in the compressed data: an error, or another body — never a crash;
-     * and never more than the declared length */
-    for (size_t i = 6; i < z_len; i++) {
+    /* decompresses to another length than declared: the content size's low byte changed */
+    for (int delta = 1; delta < 4; delta++) {
+        m[2 + fcs_at] ^= (uint8_t)delta;
+        CHECK_INT(decode_copy(c, m, z_len, WIRE_MAX_FRAME), ==, FS_ECOMPRESS);
+        m[2 + fcs_at] ^= (uint8_t)delta;
+    }
+    CHECK_OK(decode_copy(c, m, z_len, WIRE_MAX_FRAME));
+    /* a flipped byte anywhere after the flags: an error, or another body — never a crash;
+     * and never more than the cap or another length than the frame says */
+    for (size_t i = 2; i < z_len; i++) {
         m[i] ^= 0x5a;
         uint8_t *cp = dup_exact(m, z_len);
         int rc = wire_frame_decode(c, cp, z_len, WIRE_MAX_FRAME, &out, &out_len);
-        CHECK(rc == 0 || rc == FS_ECOMPRESS);
+        CHECK(rc == 0 || rc == FS_ECOMPRESS || rc == FS_EDEC_TOOBIG || rc == FS_EDEC_FRAME);
         if (rc == 0)
             CHECK_INT(out_len, ==, blen);
         free(cp);
@@ -445,6 +524,7 @@ static void test_frames(void)
     wire_codec_free(bare);
 
     free(m);
+    free(l);
     free(raw);
     free(bare_body);
     free(z);
