@@ -29,13 +29,15 @@
  * --sql-profile adds, per store, where the edits' time goes statement by statement (COMMIT
  * writes the WAL; the automatic checkpoints that follow are timed apart through a WAL hook
  * that does what SQLite's default one does). "written/change" is the bytes the
- * process passed to write(2) during the timed calls (/proc/self/io wchar), divided by N.
+ * process passed to write(2) during the timed calls (/proc/self/io wchar), divided by N;
+ * "cpu/chg" the process's CPU time (user + sys, getrusage) during them, divided by N: unlike
+ * the rates it is not skewed by other processes on a loaded machine.
  *
  * --store-sql runs extra SQL on each store's connection after store_open, to try an
  * optimisation (a PRAGMA, an index dropped) before changing the engine.
  *
  * Usage: bench_apply [--changes N] [--batch B] [--dir DIR] [--mode authority|replica|both]
- *                    [--quick] [--sql-profile] [--store-sql SQL] [--help]
+ *                    [--quick] [--sql-profile] [--perf-ctl FIFO] [--store-sql SQL] [--help]
  */
 #include "change.h"
 #include "err.h"
@@ -77,12 +79,26 @@ typedef struct options {
 
 /* --devices: how many devices the edits come from (0 = one per 25 children) */
 static uint32_t g_devices;
+/* --perf-ctl: perf record's control FIFO (perf record -D -1 --control fifo:PATH): the
+ * profile is enabled around the edits' store_apply_batch calls only, or NULL */
+static const char *g_perf_ctl;
+
+static void perf_ctl(const char *cmd)
+{
+    if (!g_perf_ctl)
+        return;
+    FILE *f = fopen(g_perf_ctl, "w");
+    if (f) {
+        fprintf(f, "%s\n", cmd);
+        fclose(f);
+    }
+}
 
 static void usage(FILE *to, const char *prog)
 {
     fprintf(to,
             "usage: %s [--changes N] [--batch B] [--dir DIR] [--mode authority|replica|both]\n"
-            "          [--quick] [--sql-profile] [--store-sql SQL] [--help]\n"
+            "          [--quick] [--sql-profile] [--perf-ctl FIFO] [--store-sql SQL] [--help]\n"
             "\n"
             "Applies N single-field child edits (after creating ~N/20 children) to a fresh\n"
             "file-backed store with store_apply_batch in batches of B, as the authority\n"
@@ -99,6 +115,8 @@ static void usage(FILE *to, const char *prog)
             "  --quick       10000 changes: a smoke test\n"
             "  --sql-profile also print, per store, the time spent in each SQL statement of\n"
             "                the edits (sqlite3_trace_v2; adds some overhead)\n"
+            "  --perf-ctl F  profile only the edits: write enable/disable to perf record's\n"
+            "                control FIFO F (perf record -D -1 --control fifo:F ...)\n"
             "  --store-sql S for experiments: run S on each store's connection after\n"
             "                store_open (e.g. 'PRAGMA wal_autocheckpoint=10000'); the figures\n"
             "                are then not those of the engine as shipped\n"
@@ -153,6 +171,9 @@ static int parse_args(int argc, char **argv, options *o)
                 fprintf(stderr, "--batch wants an integer 1..1000000, not '%s'\n", v);
                 return -1;
             }
+            i++;
+        } else if (!strcmp(a, "--perf-ctl") && v) {
+            g_perf_ctl = v;
             i++;
         } else if (!strcmp(a, "--store-sql") && v) {
             o->store_sql = v;
@@ -468,6 +489,7 @@ static void expand(const workload *w, const gen_change *g, change *c)
     c->author_len = (uint32_t)strlen(dv->author);
     c->role = dv->role;
     c->n_fields = 0;
+    c->decoded_by = NULL; /* built here: the store validates it in full */
     if (g->what < 0) {
         put_field(c, cf->name, VAL_STR, 0, w->names.s[ch->name]);
         put_field(c, cf->gender, VAL_INT, ch->name % 2, NULL);
@@ -604,7 +626,7 @@ static void prof_print(sql_prof *pr, const char *mode, double total_s, size_t n_
                pr->ckpt_pages);
     for (uint32_t i = 0; i < pr->n; i++) {
         char text[61];
-        snprintf(text, sizeof text, "%s", pr->row[i].key);
+        snprintf(text, sizeof text, "%.60s", pr->row[i].key); /* the statement's start */
         printf("  %9" PRIu64 " %8.1f %8.2f %5.1f%%  %s\n", pr->row[i].count,
                (double)pr->row[i].ns / 1e6, (double)pr->row[i].ns / 1e3 / (double)pr->row[i].count,
                100.0 * (double)pr->row[i].ns / 1e9 / total_s, text);
@@ -632,6 +654,8 @@ static void remove_db(const char *path)
 typedef struct run_result {
     double create_s;  /* time in store_apply_batch for the creates */
     double edit_s;    /* time in store_apply_batch for the edits */
+    double edit_cpu;  /* process CPU (user + sys) during those calls: the figure that load
+                         average does not skew */
     uint64_t edit_written; /* bytes written (wchar) during the edits' calls */
     uint64_t hash[2];
     int64_t reviews;
@@ -680,16 +704,21 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
     for (int phase = 0; phase < 2; phase++) {
         if (prof)
             prof->on = phase == 1;
+        if (phase == 1)
+            perf_ctl("enable");
         for (size_t at = 0; at < counts[phase]; at += batch) {
             size_t n = counts[phase] - at < batch ? counts[phase] - at : batch;
             for (size_t i = 0; i < n; i++)
                 expand(w, &lists[phase][at + i], &cs[i]);
             uint64_t wr = phase ? bh_written_bytes() : 0;
+            double cpu = phase ? bh_self_cpu() : 0;
             double t = now_s();
             rc = store_apply_batch(st, cs, n, NULL, rs, &e);
             *times[phase] += now_s() - t;
-            if (phase)
+            if (phase) {
+                out->edit_cpu += bh_self_cpu() - cpu;
                 out->edit_written += bh_written_bytes() - wr;
+            }
             if (rc) {
                 fprintf(stderr, "store_apply_batch: %s\n", e.msg);
                 goto done;
@@ -704,6 +733,7 @@ static int run_store(const workload *w, const schema *s, store_mode mode, const 
                 }
         }
     }
+    perf_ctl("disable");
     if (prof)
         prof->on = false; /* what follows checks the result, it is not part of the figure */
     uint64_t last;
@@ -816,7 +846,7 @@ int main(int argc, char **argv)
     char path[4096];
     pid_t pid = getpid();
     run_result ra = {0}, rr = {0};
-    double raw_s = 0;
+    double raw_s = 0, raw_cpu = 0;
     uint64_t raw_written = 0;
     static sql_prof prof_a, prof_r;
     int failed = 0;
@@ -832,8 +862,10 @@ int main(int argc, char **argv)
     }
     if (!failed) {
         snprintf(path, sizeof path, "%s/bench-apply-raw-%d.db", o.dir, (int)pid);
+        raw_cpu = bh_self_cpu();
         failed |= bh_raw_insert(path, bodies, off, w.n_edits, (size_t)o.batch, false, &raw_s,
                                 &raw_written) != 0;
+        raw_cpu = bh_self_cpu() - raw_cpu; /* includes creating and removing the file */
     }
     if (failed) {
         free(bodies);
@@ -845,10 +877,10 @@ int main(int argc, char **argv)
 
     double n = (double)w.n_edits, nc = (double)w.n_creates;
     double raw_rate = n / raw_s;
-    printf("  %-24s %9s %9s %11s %7s %15s\n", "what", "count", "seconds", "per second", "of raw",
-           "written/change");
-    printf("  %-24s %9.0f %9.3f %11.0f %7s %13.0f B\n", "raw SQLite rows", n, raw_s, raw_rate,
-           "1.00", (double)raw_written / n);
+    printf("  %-24s %9s %9s %11s %7s %15s %9s\n", "what", "count", "seconds", "per second",
+           "of raw", "written/change", "cpu/chg");
+    printf("  %-24s %9.0f %9.3f %11.0f %7s %13.0f B %6.2f us\n", "raw SQLite rows", n, raw_s,
+           raw_rate, "1.00", (double)raw_written / n, raw_cpu * 1e6 / n);
     struct {
         bool on;
         const char *name;
@@ -863,8 +895,9 @@ int main(int argc, char **argv)
         printf("  %-24s %9.0f %9.3f %11.0f %7s %15s\n", label, nc, r->create_s,
                nc / r->create_s, "-", "-");
         snprintf(label, sizeof label, "edits, %s", modes[i].name);
-        printf("  %-24s %9.0f %9.3f %11.0f %7.2f %13.0f B\n", label, n, r->edit_s,
-               n / r->edit_s, (n / r->edit_s) / raw_rate, (double)r->edit_written / n);
+        printf("  %-24s %9.0f %9.3f %11.0f %7.2f %13.0f B %6.2f us\n", label, n, r->edit_s,
+               n / r->edit_s, (n / r->edit_s) / raw_rate, (double)r->edit_written / n,
+               r->edit_cpu * 1e6 / n);
     }
     printf("\n  targets (edits)\n");
     for (int i = 0; i < 2; i++) {

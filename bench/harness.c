@@ -533,7 +533,7 @@ int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, 
                      NULL, NULL, NULL) ||
         sqlite3_exec(db,
                      "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
-                     "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+                     "PRAGMA cache_size=-8000; PRAGMA temp_store=MEMORY;"
                      "CREATE TABLE raw(seq INTEGER PRIMARY KEY, body BLOB NOT NULL);",
                      NULL, NULL, NULL) ||
         sqlite3_prepare_v3(db, "INSERT INTO raw(body) VALUES (?1)", -1,

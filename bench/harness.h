@@ -105,7 +105,7 @@ int bh_json_str(const char *json, const char *key, char *out, size_t cap);
 /* ---- the physical reference ------------------------------------------------------------ */
 
 /* Inserts rows bodies[off[i]..off[i+1]) into a fresh SQLite file at path (INTEGER PRIMARY KEY,
- * the store's PRAGMAs: WAL, 32 MB cache, synchronous=FULL when full_sync (as fieldsyncd and
+ * the store's PRAGMAs: WAL, 8 MB cache, synchronous=FULL when full_sync (as fieldsyncd and
  * the SDK commit, store_set_synchronous) else NORMAL (store_open's default)), `batch` rows
  * per transaction, one reused prepared statement; removes the file after. *secs = time in
  * the inserts and commits; *written (if not NULL) = bytes passed to write(2) meanwhile.

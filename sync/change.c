@@ -185,7 +185,8 @@ bool date_valid(int64_t d)
     return day <= mdays[m - 1] + (m == 2 && leap(y));
 }
 
-int value_validate(const schema_field *f, const fs_value *v, fs_error *e)
+/* value_validate; utf8 false skips the scan of text a reader has already checked. */
+static int value_check(const schema_field *f, const fs_value *v, bool utf8, fs_error *e)
 {
     if (v->kind == VAL_NIL) {
         if (f->required)
@@ -209,7 +210,7 @@ int value_validate(const schema_field *f, const fs_value *v, fs_error *e)
         if (v->u.s.len > f->max_len)
             return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' is %u bytes, at most %u",
                                 f->name, v->u.s.len, f->max_len);
-        if (!utf8_valid(v->u.s.p, v->u.s.len))
+        if (utf8 && !utf8_valid(v->u.s.p, v->u.s.len))
             return fs_error_set(e, FS_EDEC_UTF8, "field '%s' is not valid UTF-8", f->name);
         if (f->kind == KIND_SCOPE && v->u.s.len == 0)
             return fs_error_set(e, FS_EVALUE_RANGE, "field '%s' (scope) cannot be empty",
@@ -255,7 +256,13 @@ int value_validate(const schema_field *f, const fs_value *v, fs_error *e)
     return 0;
 }
 
-int change_validate(const schema *s, const change *c, fs_error *e)
+int value_validate(const schema_field *f, const fs_value *v, fs_error *e)
+{
+    return value_check(f, v, true, e);
+}
+
+/* change_validate; utf8 as for value_check. */
+static int change_check(const schema *s, const change *c, bool utf8, fs_error *e)
 {
     const schema_type *t = schema_type_by_id(s, c->type);
     if (!t)
@@ -283,11 +290,21 @@ int change_validate(const schema *s, const change *c, fs_error *e)
                                 "field %u ('%s') after field %u: fields must be in ascending "
                                 "order, unique",
                                 c->fields[i].num, f->name, c->fields[i - 1].num);
-        int rc = value_validate(f, &c->fields[i].v, e);
+        int rc = value_check(f, &c->fields[i].v, utf8, e);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+int change_validate(const schema *s, const change *c, fs_error *e)
+{
+    return change_check(s, c, true, e);
+}
+
+int change_recheck(const schema *s, const change *c, fs_error *e)
+{
+    return change_check(s, c, c->decoded_by != s, e);
 }
 
 /* The kind switch shared by value_unpack (received values: max_text is the field's max_len)
@@ -351,8 +368,8 @@ int value_unpack(mpr *r, const schema_field *f, fs_value *v, fs_error *e)
 {
     const uint8_t *save = r->p;
     int rc = value_read(r, f, f->max_len, v);
-    if (!rc)
-        rc = value_validate(f, v, e);
+    if (!rc) /* text was checked for UTF-8 as it was read (mpr_str) */
+        rc = value_check(f, v, false, e);
     else
         fs_error_set(e, rc, "field '%s': %s", f->name, fs_strerror(rc));
     if (rc)
@@ -456,10 +473,14 @@ int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
             return rc;
         }
     }
-    /* the push form has no device, author or role: the receiver fills them from the session */
-    rc = change_validate(s, c, e);
+    /* the push form has no device, author or role: the receiver fills them from the session.
+     * The values were validated as they were read (value_unpack): the rest of the checks,
+     * without scanning the text a third time */
+    rc = change_check(s, c, false, e);
     if (rc)
         r->p = save;
+    else
+        c->decoded_by = s;
     return rc;
 }
 

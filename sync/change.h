@@ -68,6 +68,10 @@ typedef struct change {
     uint32_t author_len;
     uint8_t role;                 /* index into schema roles */
     uint32_t n_fields;
+    /* the schema change_unpack decoded and validated the change against (its text values
+     * are then known to be UTF-8: change_recheck does not scan them again); NULL, or left
+     * as it was, for a change built in C, which change_recheck checks in full */
+    const schema *decoded_by;
     change_field fields[CHANGE_MAX_FIELDS]; /* sorted by num, no duplicates */
 } change;
 
@@ -77,9 +81,10 @@ int change_pack(msgpack_packer *pk, const change *c, bool full);
 /* Packs one value (for the store's field table). */
 int value_pack(msgpack_packer *pk, const fs_value *v);
 
-/* Decodes one change at r's position into *c and validates it against s (change_validate).
- * On error r is unchanged, e names the field, and the result is FS_EDEC_* or a value error.
- * *c borrows r's buffer. */
+/* Decodes one change at r's position into *c and validates it against s (change_validate;
+ * the UTF-8 of each string is checked once, as it is read). On error r is unchanged, e names
+ * the field, and the result is FS_EDEC_* or a value error. *c borrows r's buffer; on success
+ * c->decoded_by is s. */
 int change_unpack(struct mpr *r, const schema *s, bool full, change *c, fs_error *e);
 
 /* Decodes one value of field f (validated). Borrows r's buffer. */
@@ -97,6 +102,13 @@ int value_unpack_stored(const schema_field *f, const void *buf, size_t len, fs_v
  * the right kind, in range, in the enum, valid UTF-8 text within max_len, role index known.
  * Used by the decoder and by devices before a local change enters the outbox. */
 int change_validate(const schema *s, const change *c, fs_error *e);
+
+/* change_validate for a change that may already have been decoded: the same checks with the
+ * same results, except that the text values of a change change_unpack decoded against this
+ * very schema (c->decoded_by == s) are not scanned for UTF-8 a second time. The store runs it
+ * on every change it applies, so that a decoded change's text is checked exactly once and a
+ * change built in C in full. */
+int change_recheck(const schema *s, const change *c, fs_error *e);
 
 /* Checks one value against its field. */
 int value_validate(const schema_field *f, const fs_value *v, fs_error *e);

@@ -228,17 +228,16 @@ static int merge_set(field_state *st, const change *c, const fs_value *v)
     return 0;
 }
 
-int merge_field(const schema *s, const schema_field *f, field_state *st, const change *c,
-                const fs_value *v, bool authority, merge_out *out, fs_error *e)
+int merge_check(const schema *s, const schema_field *f, const field_state *st, const change *c,
+                const fs_value *v, fs_error *e)
 {
-    memset(out, 0, sizeof *out);
-    if (authority && f->kind == KIND_ENUM && v->kind == VAL_INT) {
+    if (f->kind == KIND_ENUM && v->kind == VAL_INT) {
         uint32_t roles = f->values[v->u.i].roles;
         if (roles && !(roles & (1u << c->role)))
             return fs_error_set(e, FS_EROLE, "role '%s' may not set %s to '%s'",
                                 s->roles[c->role], f->name, f->values[v->u.i].code);
     }
-    if (authority && st->present && (f->rule == RULE_ESCALATE || f->rule == RULE_WORKFLOW) &&
+    if (st->present && (f->rule == RULE_ESCALATE || f->rule == RULE_WORKFLOW) &&
         level_of(v) < level_of(&st->value)) {
         const char *what = f->rule == RULE_ESCALATE ? "lower" : "reopen (move back)";
         bool priv = f->priv_roles & (1u << c->role);
@@ -253,14 +252,23 @@ int merge_field(const schema *s, const schema_field *f, field_state *st, const c
                                 "%s was changed since you looked at it: look again, then %s",
                                 f->name, what);
     }
-    /* remember the old value for change detection and review items */
+    return 0;
+}
+
+int merge_field(const schema *s, const schema_field *f, field_state *st, const change *c,
+                const fs_value *v, bool authority, merge_out *out, fs_error *e)
+{
+    memset(out, 0, sizeof *out);
+    int rc;
+    if (authority && (rc = merge_check(s, f, st, c, v, e)))
+        return rc;
+    /* remember the old value for change detection and review items: borrowed from st while
+     * st keeps it, moved into out->old_str (not copied) when the merge replaces it */
     out->old_hlc = st->whlc;
     out->old_dev = st->wdev;
     memcpy(out->old_author, st->author, sizeof out->old_author);
     bool was_present = st->present;
-    int rc = copy_value(&out->old_value, &out->old_str, &st->value);
-    if (rc)
-        return rc;
+    out->old_value = st->value;
 
     switch (f->rule) {
     case RULE_LWW:
@@ -271,13 +279,25 @@ int merge_field(const schema *s, const schema_field *f, field_state *st, const c
             out->race = true;
         if (!was_present ||
             order_cmp(c->hlc, &c->device, c->dseq, st->whlc, &st->wdev, st->wseq) > 0) {
-            if ((rc = copy_value(&st->value, &st->str, v)))
+            if (st->value.kind == VAL_STR) { /* old_value points into st->str: keep it */
+                out->old_str = st->str;
+                st->str = NULL;
+            }
+            if ((rc = copy_value(&st->value, &st->str, v))) {
+                /* st unchanged: give its text back */
+                if (out->old_str) {
+                    st->str = out->old_str;
+                    out->old_str = NULL;
+                }
+                st->value = out->old_value;
                 return rc;
+            }
             set_winner(st, c);
         }
         break;
     case RULE_ESCALATE:
     case RULE_WORKFLOW:
+        /* values are enum levels (never text): st->str, if any, is left alone */
         if ((rc = merge_ordered(st, c, v)))
             return rc;
         break;

@@ -59,11 +59,13 @@ typedef struct field_state {
 typedef struct merge_out {
     bool changed;          /* the visible value changed */
     bool race;             /* review rule: a concurrent different value (open a review item) */
-    fs_value old_value;    /* the value before (for the review item); borrows old_str */
+    fs_value old_value;    /* the value before (for the review item): its text is old_str
+                              when the merge replaced it, else borrowed from the state
+                              (valid until that state changes again) */
     uint64_t old_hlc;
     rid_t old_dev;
     char old_author[CHANGE_MAX_AUTHOR + 1];
-    char *old_str;         /* owned */
+    char *old_str;         /* owned: the replaced text, moved out of the state */
 } merge_out;
 
 void field_state_init(field_state *st);
@@ -74,9 +76,18 @@ void field_state_destroy(field_state *st); /* frees owned memory; st may be reus
 int field_state_copy(field_state *dst, const field_state *src);
 void merge_out_destroy(merge_out *o);
 
+/* Whether the authority refuses field value v of change c on state st (read only): an enum
+ * value the role may not set (FS_EROLE), a lowering or reopening without the role
+ * (FS_EROLE) or on a stale base (FS_ESTALE), with e filled; 0 when merge_field with
+ * authority = true would accept it. Lets the store refuse a change as a whole before it
+ * merges any of its fields. */
+int merge_check(const schema *s, const schema_field *f, const field_state *st, const change *c,
+                const fs_value *v, fs_error *e);
+
 /* Applies field value v of change c to st under field f's rule. authority: refuse what the
- * authority refuses (returns FS_EROLE / FS_ESTALE / FS_EAPPEND_ONLY with e filled, st
- * unchanged). Returns 0 or a negative fs_err; FS_ENOMEM leaves st unchanged. */
+ * authority refuses (merge_check: FS_EROLE / FS_ESTALE with e filled, st unchanged).
+ * Returns 0 or a negative fs_err; FS_ENOMEM leaves st unchanged. out is filled on success
+ * (destroy with merge_out_destroy; also harmless after an error). */
 int merge_field(const schema *s, const schema_field *f, field_state *st, const change *c,
                 const fs_value *v, bool authority, merge_out *out, fs_error *e);
 

@@ -1283,6 +1283,49 @@ static void test_stored_values(void)
     CHECK_INT(v.u.i, ==, 42);
 }
 
+/* change_unpack checks each string's UTF-8 once, as it reads it, and says so in
+ * decoded_by; change_recheck (the store's check) then skips only that scan, and only for the
+ * schema that decoded the change: every other check still runs, and a change built in C (or
+ * decoded against another schema) is checked in full. */
+static void test_decoded_by(void)
+{
+    const schema_type *child = type_named("child");
+    change c, d;
+    ch_child_update(&c);
+    CHECK(c.decoded_by == NULL);
+    for (int full = 0; full <= 1; full++) {
+        packed p;
+        pack(&p, &c, full);
+        fs_error e;
+        uint8_t *copy;
+        CHECK_OK(decode_with(S, p.sb.data, p.sb.size, full, &d, &e, &copy));
+        CHECK(d.decoded_by == S);
+        CHECK_OK(change_recheck(S, &d, &e));
+        /* the other checks are not skipped */
+        d.role = (uint8_t)S->n_roles; /* the server fills the role after decoding */
+        CHECK_INT(change_recheck(S, &d, &e), ==, FS_EROLE);
+        free(copy);
+        packed_destroy(&p);
+    }
+    /* built in C with text that is not UTF-8: refused by both checks */
+    static const char bad[] = {'\xe5', '\xbc', 'x', '\0'};
+    ch_init(&c, child, hlc_make(NOW, 5), hlc_make(NOW, 1), 2, "李四", role_named("visitor"));
+    ch_text(&c, child, "name", bad);
+    fs_error e = {0};
+    CHECK_INT(change_validate(S, &c, &e), ==, FS_EDEC_UTF8);
+    CHECK_INT(change_recheck(S, &c, &e), ==, FS_EDEC_UTF8);
+    /* decoded_by names another schema (another load of the same file): checked in full */
+    schema *s2 = NULL;
+    CHECK_OK(schema_load(schema_default_path(), &s2, &e));
+    c.decoded_by = s2;
+    CHECK_INT(change_recheck(S, &c, &e), ==, FS_EDEC_UTF8);
+    schema_free(s2);
+    /* and the wire's bad text never decodes: the one scan is the reader's */
+    c.decoded_by = NULL;
+    for (int full = 0; full <= 1; full++)
+        expect_change_refused(&c, full, FS_EDEC_UTF8, "name");
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -1304,6 +1347,7 @@ int main(void)
     test_newer_schema();
     test_helpers();
     test_stored_values();
+    test_decoded_by();
     schema_free(S);
     if (soft_checks_failed) {
         fprintf(stderr, "change: %d soft check(s) failed\n", soft_checks_failed);

@@ -2067,6 +2067,234 @@ static void test_synchronous(void)
     store_close(st);
 }
 
+/* merge_out's old value: moved out of the state when the merge replaces it (no copy),
+ * borrowed from the state when the state keeps it; merge_check refuses exactly what
+ * merge_field(authority) refuses, without touching the state. */
+static void test_merge_out_and_check(void)
+{
+    device a, b;
+    device_init(&a, "王老师", R_VISITOR);
+    device_init(&b, "李干部", R_VISITOR);
+    rid_t x;
+    new_id(&x);
+    const schema_field *name = field_named(CHILD, "name");
+    field_state st;
+    field_state_init(&st);
+    merge_out out;
+    fs_error e = {0};
+    change c;
+    uint64_t h1 = tick(), h0 = tick(), h2 = tick();
+    ch_begin(&c, CHILD, &x, h1, 0, &a);
+    ch_text(&c, CHILD, "name", "甲乙");
+    CHECK_OK(merge_field(S, name, &st, &c, &c.fields[0].v, true, &out, &e));
+    CHECK(out.changed);
+    merge_out_destroy(&out);
+    /* a newer value replaces it: the old text moves to out */
+    ch_begin(&c, CHILD, &x, h2, h1, &b);
+    ch_text(&c, CHILD, "name", "丙丁戊");
+    const char *old_block = st.str;
+    CHECK_OK(merge_field(S, name, &st, &c, &c.fields[0].v, true, &out, &e));
+    CHECK(out.changed);
+    CHECK(out.old_str == old_block);
+    CHECK_INT(out.old_value.kind, ==, VAL_STR);
+    CHECK_INT(out.old_value.u.s.len, ==, strlen("甲乙"));
+    CHECK(!memcmp(out.old_value.u.s.p, "甲乙", out.old_value.u.s.len));
+    CHECK_INT(st.value.u.s.len, ==, strlen("丙丁戊"));
+    CHECK(!memcmp(st.value.u.s.p, "丙丁戊", st.value.u.s.len));
+    CHECK(st.value.u.s.p == st.str && st.str != old_block);
+    merge_out_destroy(&out);
+    CHECK(out.old_str == NULL);
+    /* an older value loses: out borrows the state's text, nothing changed */
+    ch_begin(&c, CHILD, &x, h0, h1, &a);
+    ch_text(&c, CHILD, "name", "己");
+    CHECK_OK(merge_field(S, name, &st, &c, &c.fields[0].v, true, &out, &e));
+    CHECK(!out.changed);
+    CHECK(out.old_str == NULL);
+    CHECK(out.old_value.u.s.p == st.str);
+    CHECK_INT(st.version, ==, h2);
+    merge_out_destroy(&out);
+    field_state_destroy(&st);
+
+    /* merge_check: a visitor may not lower a risk level it saw */
+    const schema_field *risk = field_named(CHILD, "risk_level");
+    field_state_init(&st);
+    uint64_t r1 = tick(), r2 = tick();
+    ch_begin(&c, CHILD, &x, r1, 0, &a);
+    ch_enum(&c, CHILD, "risk_level", "high");
+    CHECK_OK(merge_check(S, risk, &st, &c, &c.fields[0].v, &e));
+    CHECK_OK(merge_field(S, risk, &st, &c, &c.fields[0].v, true, &out, &e));
+    merge_out_destroy(&out);
+    ch_begin(&c, CHILD, &x, r2, r1, &b);
+    ch_enum(&c, CHILD, "risk_level", "low");
+    field_state before = st;
+    CHECK_INT(merge_check(S, risk, &st, &c, &c.fields[0].v, &e), ==, FS_EROLE);
+    CHECK(strstr(e.msg, "risk_level") != NULL);
+    CHECK_INT(merge_field(S, risk, &st, &c, &c.fields[0].v, true, &out, &e), ==, FS_EROLE);
+    merge_out_destroy(&out);
+    CHECK_INT(st.version, ==, before.version);
+    CHECK_INT(st.value.u.i, ==, before.value.u.i);
+    CHECK_INT(st.n_cands, ==, before.n_cands);
+    /* the same change from a supervisor passes the check */
+    c.role = (uint8_t)R_SUPERVISOR;
+    CHECK_OK(merge_check(S, risk, &st, &c, &c.fields[0].v, &e));
+    field_state_destroy(&st);
+}
+
+/* The authority refuses a change as a whole before merging any field (it merges in place):
+ * a change whose second field is refused, or that authorize refuses for the scope it leads
+ * to, leaves every field as it was, and the next change applies on that state. */
+static int deny_village(void *ctx, const change *c, const char *before, const char *after,
+                        fs_error *e)
+{
+    (void)c;
+    (void)before;
+    if (after && !strcmp(after, (const char *)ctx))
+        return fs_error_set(e, FS_ESCOPE, "not your village");
+    return 0;
+}
+
+static void test_refused_whole_in_place(void)
+{
+    store *st = open_store(":memory:", STORE_AUTHORITY);
+    device a, b;
+    device_init(&a, "王老师", R_VISITOR);
+    device_init(&b, "李干部", R_VISITOR);
+    rid_t x;
+    new_id(&x);
+    change ch;
+    uint64_t h1 = tick();
+    child_create(&ch, &x, h1, &a, "蒋小龙");
+    ACCEPT(st, &ch);
+    uint64_t h2 = tick();
+    ch_begin(&ch, CHILD, &x, h2, h1, &a);
+    ch_enum(&ch, CHILD, "risk_level", "high");
+    ACCEPT(st, &ch);
+    /* name (accepted alone) with a lowering of risk by a visitor: refused whole */
+    ch_begin(&ch, CHILD, &x, tick(), h2, &b);
+    ch_text(&ch, CHILD, "name", "蒋大龙");
+    ch_enum(&ch, CHILD, "risk_level", "low");
+    REFUSE(st, &ch, FS_EROLE);
+    check_text(st, &x, CHILD, "name", "蒋小龙");
+    CHECK_INT(version_of(st, &x, CHILD, "name"), ==, h1);
+    /* a move to a village authorize refuses: nothing of it is merged */
+    apply_opts o = {.authorize = deny_village, .ctx = (void *)"500101009"};
+    ch_begin(&ch, CHILD, &x, tick(), h1, &b);
+    ch_text(&ch, CHILD, "name", "蒋中龙");
+    ch_text(&ch, CHILD, "village", "500101009");
+    apply_result r = apply_opts1(st, &ch, &o);
+    CHECK_INT(r.status, ==, APPLY_REFUSED);
+    CHECK_INT(r.code, ==, FS_ESCOPE);
+    check_text(st, &x, CHILD, "name", "蒋小龙");
+    check_text(st, &x, CHILD, "village", "500101001");
+    char scope[64];
+    CHECK_OK(store_record_get(st, &x, NULL, scope, sizeof scope));
+    CHECK_STR(scope, "500101001");
+    /* a move made before another one loses the merge: authorize sees the village the
+     * record keeps, not the one the change names */
+    uint64_t hmid = tick(), hx = tick();
+    ch_begin(&ch, CHILD, &x, hx, h1, &a);
+    ch_text(&ch, CHILD, "village", "500101002");
+    ACCEPT(st, &ch);
+    ch_begin(&ch, CHILD, &x, hmid, h1, &b);
+    ch_text(&ch, CHILD, "village", "500101009");
+    r = apply_opts1(st, &ch, &o);
+    CHECK_INT(r.status, ==, APPLY_ACCEPTED);
+    check_text(st, &x, CHILD, "village", "500101002");
+    CHECK_OK(store_record_get(st, &x, NULL, scope, sizeof scope));
+    CHECK_STR(scope, "500101002");
+    /* and a new one applies on the unchanged state */
+    ch_begin(&ch, CHILD, &x, tick(), h1, &b);
+    ch_text(&ch, CHILD, "name", "蒋二龙");
+    ACCEPT(st, &ch);
+    check_text(st, &x, CHILD, "name", "蒋二龙");
+    store_close(st);
+}
+
+/* The authority answers re-sends without an index on (device, dseq): a re-sent change is
+ * found in the unflushed tail or, flushed, through log_by_record (DUPLICATE, with its seq),
+ * a dseq reused for another change (other clock, other record, other value) gets
+ * ESEQ_MISMATCH, in every case also from a second handle and after reopening a store made
+ * with the old unique index log_device (dropped at open). */
+static void expect_resends(store *st, const change *c1, const change *c2, uint64_t seq1,
+                           const rid_t *other)
+{
+    apply_result r = DUPLICATE(st, c1);
+    CHECK_INT(r.seq, ==, seq1);
+    DUPLICATE(st, c2);
+    change x = *c1;
+    x.hlc++; /* same dseq, another clock */
+    REFUSE(st, &x, FS_ESEQ_MISMATCH);
+    x = *c1;
+    x.record = *other; /* same dseq and clock, another record */
+    REFUSE(st, &x, FS_ESEQ_MISMATCH);
+    x = *c1;
+    ch_text(&x, CHILD, "school", "不同小学"); /* same dseq, clock and record */
+    REFUSE(st, &x, FS_ESEQ_MISMATCH);
+}
+
+static void test_authority_resends(void)
+{
+    const char *path = "/tmp/fs-test-merge-resend.db";
+    remove_store_files(path);
+    store *a = open_store(path, STORE_AUTHORITY);
+    device d;
+    device_init(&d, "王老师", R_VISITOR);
+    rid_t kid, kid2;
+    new_id(&kid);
+    new_id(&kid2);
+    change c0, c1, c2;
+    uint64_t h0 = tick();
+    child_create(&c0, &kid, h0, &d, "蒋小龙");
+    ACCEPT(a, &c0);
+    child_create(&c0, &kid2, tick(), &d, "蒋小虎");
+    ACCEPT(a, &c0);
+    ch_begin(&c1, CHILD, &kid, tick(), h0, &d);
+    ch_text(&c1, CHILD, "school", "东风小学");
+    uint64_t seq1 = ACCEPT(a, &c1).seq;
+    ch_begin(&c2, CHILD, &kid, tick(), c1.hlc, &d);
+    ch_int(&c2, CHILD, "grade", 4);
+    ACCEPT(a, &c2);
+    uint64_t n = last_seq(a);
+    expect_resends(a, &c1, &c2, seq1, &kid2); /* unflushed: the tail */
+    store *b = open_store(path, STORE_AUTHORITY); /* another handle: its tail from the log */
+    expect_resends(b, &c1, &c2, seq1, &kid2);
+    store_close(b);
+    fs_error e = {0};
+    CHECK_OK(store_flush(a, &e));
+    expect_resends(a, &c1, &c2, seq1, &kid2); /* flushed: log_by_record */
+    CHECK(last_seq(a) == n);
+    store_close(a);
+    /* a store made with the old unique index, and a log_by_record that lacks rows */
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open(path, &db), ==, SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db,
+                           "CREATE UNIQUE INDEX log_device ON log(device, dseq);"
+                           "DELETE FROM log_by_record;",
+                           NULL, NULL, NULL),
+              ==, SQLITE_OK);
+    sqlite3_close(db);
+    a = open_store(path, STORE_AUTHORITY);
+    sqlite3_stmt *q;
+    CHECK_INT(sqlite3_prepare_v2(store_db(a),
+                                 "SELECT count(*) FROM sqlite_master WHERE name = 'log_device'",
+                                 -1, &q, NULL),
+              ==, SQLITE_OK);
+    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(q, 0), ==, 0);
+    sqlite3_finalize(q);
+    expect_resends(a, &c1, &c2, seq1, &kid2);
+    /* the device's next change still applies, a gap is still refused */
+    ch_begin(&c0, CHILD, &kid, tick(), c2.hlc, &d);
+    ch_int(&c0, CHILD, "grade", 5);
+    c0.dseq++;
+    REFUSE(a, &c0, FS_ESEQ_GAP);
+    c0.dseq--;
+    ACCEPT(a, &c0);
+    CHECK(last_seq(a) == n + 1);
+    store_close(a);
+    remove_store_files(path);
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -2108,6 +2336,9 @@ int main(void)
     test_crash_recovery();
     test_two_handles();
     test_replica_duplicates();
+    test_merge_out_and_check();
+    test_refused_whole_in_place();
+    test_authority_resends();
     /* behaviour the engine once got wrong (soft checks) */
     test_escalate_concurrent_raises(st);
     test_workflow_concurrent_furthest_first(st);
