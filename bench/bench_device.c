@@ -12,7 +12,8 @@
  * supervisor, so the pull brings all of them.
  *
  *   first pull   fieldsync_open on a new file, enrol, fieldsync_sync: every change pulled
- *                and applied (SDK defaults: 500 changes per pull). Reference: raw SQLite
+ *                and applied (SDK defaults: 1000 changes per pull, 5000 applied changes
+ *                per transaction; --pull-batch, --pull-commit). Reference: raw SQLite
  *                inserts of the same full-form bodies, 500 per transaction, same disk.
  *   open         fieldsync_close, then fieldsync_open of the filled replica (and a status
  *                read), as an app starting up.
@@ -52,6 +53,7 @@ typedef struct options {
     const char *dir;
     bool keep;
     const char *perf;  /* prefix: perf record of this process during the pull and queries */
+    int pull_batch, pull_commit; /* fieldsync_sync_opts for the first pull (0: SDK defaults) */
 } options;
 
 static int32_t ymd(int64_t unix_s)
@@ -311,6 +313,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: bench_device [--children N] [--visits V] [--villages K] [--dir DIR]\n"
                    "                    [--keep] [--perf PREFIX] [--quick]\n"
+                   "                    [--pull-batch N] [--pull-commit N]\n"
                    "\n"
                    "A township supervisor's replica through the SDK: full first pull of N\n"
                    "children with V visits each (default 5000 x 10, 20 villages) from a real\n"
@@ -319,7 +322,10 @@ int main(int argc, char **argv)
                    "< %.0f s; overdue query < %.0f ms.\n"
                    "  --quick   500 children\n"
                    "  --perf P  perf record (cpu-clock, call graphs) of this process during the\n"
-                   "            pull into P.pull and during the queries into P.query\n",
+                   "            pull into P.pull and during the queries into P.query\n"
+                   "  --pull-batch N   changes per pull (SDK default 1000)\n"
+                   "  --pull-commit N  pulled changes per transaction (SDK default 5000;\n"
+                   "                   1: one transaction per batch, as before)\n",
                    TARGET_PULL_S, TARGET_QUERY_MS);
             return 0;
         } else if (!strcmp(a, "--quick")) {
@@ -336,6 +342,10 @@ int main(int argc, char **argv)
             o.dir = v, i++;
         } else if (!strcmp(a, "--perf") && v) {
             o.perf = v, i++;
+        } else if (!strcmp(a, "--pull-batch") && v) {
+            o.pull_batch = atoi(v), i++;
+        } else if (!strcmp(a, "--pull-commit") && v) {
+            o.pull_commit = atoi(v), i++;
         } else {
             fprintf(stderr, "bench_device: unknown or incomplete option '%s'\n", a);
             return 2;
@@ -357,6 +367,8 @@ int main(int argc, char **argv)
     printf("  workload  %d children in %d villages, %d visits each (%d changes), replica of the\n"
            "            township supervisor's second device, store in %s\n",
            o.children, o.villages, o.visits, o.children * (1 + o.visits), o.dir);
+    printf("  pull      pull_batch %d, pull_commit %d (0: the SDK's default)\n", o.pull_batch,
+           o.pull_commit);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/fieldsync-bench-device-XXXXXX", o.dir);
     if (!mkdtemp(dir)) {
@@ -412,8 +424,9 @@ int main(int argc, char **argv)
     double c0 = bh_self_cpu();
     double t0 = bh_now();
     fieldsync_sync_result res;
+    fieldsync_sync_opts so = {.pull_batch = o.pull_batch, .pull_commit = o.pull_commit};
     if (fieldsync_open(path, NULL, &db) || fieldsync_enrol(db, url, dev_id, dev_tok) ||
-        fieldsync_sync(db, NULL, NULL, NULL, &res)) {
+        fieldsync_sync(db, &so, NULL, NULL, &res)) {
         fprintf(stderr, "first pull: %s %s\n", fieldsync_errmsg(db), res.message);
         goto out;
     }

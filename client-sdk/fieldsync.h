@@ -337,6 +337,10 @@ typedef struct fieldsync_sync_opts {
     int backoff_min_ms;      /* first retry delay after a failure (0: 1000) */
     int backoff_max_ms;      /* cap of the exponential back-off (0: 300000) */
     int max_runs;            /* stop after this many successful syncs (0: never) */
+    int pull_commit;         /* pulled changes applied per transaction (0: 5000; 1: each
+                              * batch alone); a group also commits after 1 s, at the end of
+                              * the pull and when the sync stops early (cancel, lost link):
+                              * a kill loses at most one group, pulled again next time */
 } fieldsync_sync_opts;
 
 typedef struct fieldsync_sync_result {

@@ -180,9 +180,20 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
                          ob_counts *counts);
 
 /* Applies pulled changes (full form, decoded) and stores next_cursor in the same transaction
- * as the changes. *applied gets the number newly applied. */
+ * as the changes: the batch's own, or the open pull group's (outbox_pull_begin), which then
+ * commits them with the batches before and after it. ar (borrowed, n entries) receives the
+ * results; *applied gets the number newly applied. */
 int outbox_apply_pulled(fieldsync_db *db, const change *cs, size_t n, uint64_t next_cursor,
-                        uint64_t *applied);
+                        apply_result *ar, uint64_t *applied);
+
+/* A pull group (store_group_begin): the pulled batches applied until outbox_pull_commit
+ * share one transaction, one field flush and one fsync; each batch's cursor is written by
+ * its own before_commit hook inside the group, so what commits is always a run of whole
+ * batches with the cursor of the last one. outbox_pull_commit does nothing when no group is
+ * open; on failure nothing of the group was applied (the stored cursor is the one before
+ * it). Both return a fieldsync_err. */
+int outbox_pull_begin(fieldsync_db *db);
+int outbox_pull_commit(fieldsync_db *db);
 
 /* After welcome, inside its transaction: when this replica's clock is beyond what the server
  * accepts (more than the drift bound ahead of server_hlc: the device's date was wrong),

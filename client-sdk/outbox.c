@@ -701,29 +701,43 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
 }
 
 int outbox_apply_pulled(fieldsync_db *db, const change *cs, size_t n, uint64_t next_cursor,
-                        uint64_t *applied)
+                        apply_result *ar, uint64_t *applied)
 {
     *applied = 0;
     if (n) {
-        apply_result *ar = calloc(n, sizeof *ar);
-        if (!ar)
-            return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
         fs_error e = {0};
         commit_ctx cc = {.db = db, .with_cursor = true, .cursor = next_cursor};
         apply_opts ao = {.before_commit = batch_commit_hook, .ctx = &cc};
         int frc = store_apply_batch(db->st, cs, n, &ao, ar, &e);
-        if (frc) {
-            free(ar);
+        if (frc)
             return sdk_from_fs(db, frc, &e);
-        }
         for (size_t i = 0; i < n; i++)
             *applied += ar[i].status == APPLY_ACCEPTED;
-        free(ar);
-        sdk_seen(db);
+        if (!store_in_group(db->st))
+            sdk_seen(db); /* in a group: once it commits (outbox_pull_commit) */
         return 0; /* the cursor was written by the hook, in the batch's transaction */
     }
-    /* an empty batch: nothing to commit with */
+    /* an empty batch: nothing to commit with (inside a group, it commits with the group) */
     return kv_set_u64(db, "cursor", next_cursor);
+}
+
+int outbox_pull_begin(fieldsync_db *db)
+{
+    fs_error e = {0};
+    int rc = store_group_begin(db->st, &e);
+    return rc ? sdk_from_fs(db, rc, &e) : 0;
+}
+
+int outbox_pull_commit(fieldsync_db *db)
+{
+    if (!store_in_group(db->st))
+        return 0;
+    fs_error e = {0};
+    int rc = store_group_commit(db->st, NULL, NULL, &e);
+    if (rc)
+        return sdk_from_fs(db, rc, &e);
+    sdk_seen(db);
+    return 0;
 }
 
 /* ---- review items ------------------------------------------------------------------------ */

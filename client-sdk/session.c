@@ -14,9 +14,13 @@
  * in the WRITEABLE callback right after that pull went out. The server reads the log and
  * the link carries the next batch while this device applies the current one. Still one
  * pull in flight at a time (nothing in docs/protocol.md changes), and each batch is
- * applied with its next_cursor in one transaction, in order: the stored cursor is always
- * that of the last batch applied, so a kill at any point repeats at most the batches
- * received and not applied.
+ * applied with its next_cursor, in order: the stored cursor is always that of the last
+ * batch committed, so a kill at any point repeats at most the batches received and not
+ * committed. Batches are committed in groups (o.pull_commit changes, PULL_COMMIT_MS at
+ * most, the engine's store_group_*): one field flush, one COMMIT and one fsync per group
+ * instead of per batch; each batch still writes its own cursor inside the group, and a group
+ * is committed at the end of the pull and whenever the session ends early, so the applied
+ * batches of a cancelled or broken sync are kept.
  *
  * libwebsockets rules kept here (CONVENTIONS.md): a context per session and one service loop
  * on the calling thread; writes only from LWS_CALLBACK_CLIENT_WRITEABLE, one lws_write per
@@ -42,6 +46,9 @@ enum sstate { ST_CONNECTING, ST_HELLO, ST_PUSH, ST_PULL, ST_REVIEWS, ST_DONE };
 
 #define TXQ_MAX 8
 #define TICK_US (100 * 1000)
+/* A pull group commits at least this often (ms): a kill loses at most about this much
+ * applied work, and other handles on the replica see the pull advance. */
+#define PULL_COMMIT_MS 1000
 
 typedef struct txframe {
     uint8_t *buf;   /* LWS_PRE + len bytes */
@@ -89,6 +96,13 @@ typedef struct session {
     change *cs;                 /* decoded changes of a batch (owned; reused: a fresh calloc
                                  * of ~1.6 MB per batch was page faults and zeroing) */
     size_t cs_cap;
+    apply_result *ar;           /* their results (owned; reused for the same reason) */
+    /* pull commit groups: batches applied into one store group, committed together */
+    bool group_open;            /* a group holds applied, uncommitted batches */
+    uint64_t group_changes;     /* changes applied in it */
+    uint64_t group_received;    /* of which newly applied (into res->received at commit) */
+    uint64_t group_cursor;      /* next_cursor of its last batch (stored by the hook) */
+    int64_t group_ms;           /* when it began */
     fieldsync_progress prog;
     uint64_t push_total_bytes;
 } session;
@@ -375,18 +389,40 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
     return push_next(s);
 }
 
-/* Applies the n changes at r with next_cursor next (one transaction), then continues: when
- * the batch was held (more=true, its successor already requested) nothing more to send;
- * else the pull is over and the review items are next. */
+/* Commits the open pull group, if any: its batches and the cursor of the last one become
+ * durable together; only then do they count as received. */
+static int group_commit(session *s)
+{
+    if (!s->group_open)
+        return 0;
+    s->group_open = false;
+    int rc = outbox_pull_commit(s->db);
+    if (rc)
+        return rc;
+    s->res->received += s->group_received;
+    s->res->cursor = s->group_cursor;
+    s->group_received = s->group_changes = 0;
+    return 0;
+}
+
+/* Applies the n changes at r with next_cursor next, then continues: when the batch was held
+ * (more=true, its successor already requested) nothing more to send; else the pull is over
+ * and the review items are next. A held batch joins the open pull group (one is begun if
+ * none is open), which commits once it holds o.pull_commit changes or is PULL_COMMIT_MS
+ * old; the last batch commits with the group, or alone. With pull_commit 1 every batch is
+ * its own transaction. */
 static int apply_changes(session *s, mpr *r, uint32_t n, uint64_t next, bool held)
 {
     fieldsync_db *db = s->db;
     fs_error e = {0};
     if (n > s->cs_cap) { /* change_unpack fills what it uses: no zeroing needed */
         change *p = realloc(s->cs, n * sizeof *p);
-        if (!p)
+        apply_result *q = p ? realloc(s->ar, n * sizeof *q) : NULL;
+        if (p)
+            s->cs = p;
+        if (!p || !q)
             return failf(s, FIELDSYNC_ENOMEM, "out of memory");
-        s->cs = p;
+        s->ar = q;
         s->cs_cap = n;
     }
     change *cs = s->cs;
@@ -405,13 +441,31 @@ static int apply_changes(session *s, mpr *r, uint32_t n, uint64_t next, bool hel
             return failf(s, FIELDSYNC_EPROTOCOL, "bad changes: %s", e.msg);
         snprintf(s->res->message, sizeof s->res->message, "skipped a pulled change: %s", e.msg);
     }
+    int rc = 0;
+    bool grouped = s->o.pull_commit > 1 && (held || s->group_open);
+    if (grouped && !s->group_open) {
+        if ((rc = outbox_pull_begin(db)))
+            return failf(s, rc, "%s", db->err);
+        s->group_open = true;
+        s->group_ms = mono_ms();
+    }
     uint64_t applied;
-    int rc = outbox_apply_pulled(db, cs, k, next, &applied);
+    rc = outbox_apply_pulled(db, cs, k, next, s->ar, &applied);
     if (rc)
         return failf(s, rc, "%s", db->err);
     s->cursor = next;
-    s->res->received += applied;
-    s->res->cursor = next;
+    if (grouped) {
+        s->group_received += applied;
+        s->group_changes += n;
+        s->group_cursor = next;
+        if ((!held || s->group_changes >= (uint64_t)s->o.pull_commit ||
+             mono_ms() - s->group_ms >= PULL_COMMIT_MS) &&
+            (rc = group_commit(s)))
+            return failf(s, rc, "%s", db->err);
+    } else {
+        s->res->received += applied;
+        s->res->cursor = next;
+    }
     s->prog.changes_done += n;
     if (s->prog.changes_done > s->prog.changes_total)
         s->prog.changes_total = s->prog.changes_done;
@@ -756,6 +810,13 @@ int session_run(fieldsync_db *db, const fieldsync_sync_opts *o, fieldsync_progre
     pthread_mutex_unlock(&db->mu);
     lws_context_destroy(s->ctx);
     rc = s->state == ST_DONE ? s->rc : FIELDSYNC_ENETWORK;
+    /* cancelled, link lost or a later batch failed: the batches applied in the open group
+     * are whole, each with its cursor, so they are kept (committed) */
+    if (s->group_open) {
+        int grc = group_commit(s);
+        if (grc && !rc)
+            rc = grc;
+    }
     if (rc && rc != FIELDSYNC_ENETWORK && !s->db->err[0])
         sdk_fail(db, rc, "%s", fieldsync_strerror(rc));
 out:
@@ -767,6 +828,7 @@ out:
     free(s->rx);
     free(s->held);
     free(s->cs);
+    free(s->ar);
     free(s);
     return rc;
 }

@@ -37,6 +37,7 @@ static void opts_defaults(fieldsync_sync_opts *o, const fieldsync_sync_opts *in)
     DEF(max_batch, 200);
     DEF(max_batch_bytes, 65536);
     DEF(pull_batch, WIRE_MAX_BATCH); /* the server caps it (welcome max_batch) */
+    DEF(pull_commit, 5000);
     DEF(interval_ms, 30000);
     DEF(backoff_min_ms, 1000);
     DEF(backoff_max_ms, 300000);

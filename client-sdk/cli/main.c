@@ -213,6 +213,8 @@ static const cmd_help helps[] = {
              "Pushes the outbox (fast lane first), pulls other devices' changes, fetches\n"
              "review items. --watch keeps syncing (exponential back-off when unreachable)\n"
              "until Ctrl-C. --progress shows a progress bar (default on a terminal).\n"
+             "Tuning: --first-batch N, --max-batch N (push), --pull-batch N (changes per\n"
+             "pull), --pull-commit N (pulled changes per transaction; 1: every batch).\n"
              "Exit 2 when the server refused changes (see `fieldsync refused`).\n"},
 };
 
@@ -905,7 +907,8 @@ static int cmd_sync(fieldsync_db *db, args *a)
     bool noprog = flag(a, "--no-progress");
     r.o.no_compress = flag(a, "--no-compress");
     const char *iv = opt(a, "--interval"), *fb = opt(a, "--first-batch"),
-               *mb = opt(a, "--max-batch"), *runs = opt(a, "--runs");
+               *mb = opt(a, "--max-batch"), *runs = opt(a, "--runs"),
+               *pb = opt(a, "--pull-batch"), *pc = opt(a, "--pull-commit");
     if (iv)
         r.o.interval_ms = atoi(iv) * 1000;
     if (fb)
@@ -914,6 +917,10 @@ static int cmd_sync(fieldsync_db *db, args *a)
         r.o.max_batch = atoi(mb);
     if (runs)
         r.o.max_runs = atoi(runs);
+    if (pb)
+        r.o.pull_batch = atoi(pb);
+    if (pc)
+        r.o.pull_commit = atoi(pc);
     int rc = leftovers(a);
     if (rc)
         return rc;

@@ -307,12 +307,13 @@ static void test_dependencies_and_undo(void)
     c.fields[0].v.u.s.p = "村小";
     c.fields[0].v.u.s.len = (uint32_t)strlen("村小");
     uint64_t applied;
-    CHECK_OK(outbox_apply_pulled(db, &c, 1, 42, &applied));
+    apply_result ar[1];
+    CHECK_OK(outbox_apply_pulled(db, &c, 1, 42, ar, &applied));
     CHECK_INT(applied, ==, 1);
     fieldsync_identity id;
     CHECK_OK(fieldsync_identity_get(db, &id));
     CHECK_INT(id.cursor, ==, 42);
-    CHECK_OK(outbox_apply_pulled(db, &c, 1, 43, &applied));
+    CHECK_OK(outbox_apply_pulled(db, &c, 1, 43, ar, &applied));
     CHECK_INT(applied, ==, 0); /* applying twice has no effect */
     CHECK_OK(fieldsync_identity_get(db, &id));
     CHECK_INT(id.cursor, ==, 43);
