@@ -398,7 +398,12 @@ int market_setup(market *m, const market_opts *o)
         fprintf(stderr, "cannot copy %s\n", tpl);
         return -1;
     }
-    if (bh_server_start(&m->srv, m->run_dir, NULL))
+    /* A device that has pushed its week waits, connected and silent, until every other
+     * device has too and the pull phase starts (real devices pull at once); on a loaded
+     * machine the push phase outlasts the server's default 120 s idle timeout (measured:
+     * 135 s at load 12, and device 0 got IDLE). */
+    static const char *const args[] = {"--idle-timeout", "900", NULL};
+    if (bh_server_start(&m->srv, m->run_dir, args))
         return -1;
     bh_proc p;
     bh_proc_read(m->srv.pid, &p);

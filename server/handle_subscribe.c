@@ -162,5 +162,11 @@ void subscribe_fanout(void *ctx, const change *c, uint64_t seq, const char *scop
 
 void server_fanout(void *ctx, const change *c, uint64_t seq, const char *scope)
 {
+    server *srv = ctx;
+    int64_t t0 = srv->lt ? lws_now_usecs() : 0;
     fanout(ctx, c, seq, scope);
+    if (srv->lt) {
+        srv->lt->cur.fan += lws_now_usecs() - t0;
+        srv->lt->cur.n_fan++;
+    }
 }

@@ -10,7 +10,8 @@
  * A second daemon on the same store is refused through an flock on "<db>.lock", which is also
  * how `admin restore` knows a daemon is running.
  *
- * The loop is a plain lws_service() loop on one thread. lws_service() may sleep for as long
+ * The loop is a plain lws_service() loop on one thread (WAL checkpoints have a thread of
+ * their own, below). lws_service() may sleep for as long
  * as nothing happens, so deadlines are lws_sul timers: a one-second tick (idle sessions,
  * stuck closings, changes made by the admin commands through another connection, noticed by
  * PRAGMA data_version) and the shutdown drain deadline. SIGINT/SIGTERM only set a flag and
@@ -23,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,148 @@ static const char *sync_readback(sqlite3 *db)
     return v >= 0 && v <= 3 ? names[v] : "?";
 }
 
+/* ---- WAL checkpoints, mostly on their own thread ----------------------------------- *
+ *
+ * SQLite checkpoints a WAL database from inside the COMMIT that takes the log past 1,000
+ * pages: it copies the pages into the database file and syncs it, 25-150 ms on market day
+ * (measured with FIELDSYNC_LOOP_TRACE), on the service thread, between a slice's COMMIT and
+ * its push_results and ledger events: every such pass was a latency spike for everyone.
+ * So the store's connection does not checkpoint by itself. Its WAL hook (after a COMMIT
+ * returned) signals a thread with a connection of its own, which runs a PASSIVE checkpoint:
+ * it never waits for the writer and the writer never waits for it (WAL mode). The log only
+ * restarts from its beginning when a write transaction begins with every frame copied,
+ * which a checkpoint running beside a busy writer never achieves (the writer appends while
+ * it copies; measured: the log grew without bound and every read slowed down). So once the
+ * thread has copied all but a tail of at most CKPT_TAIL pages, the service thread copies
+ * the tail itself at the start of its next work slice (server_checkpoint_tail: a few pages
+ * and one sync, before the slice's BEGIN), and that BEGIN restarts the log.
+ * Durability is unchanged: every COMMIT is synced (synchronous=FULL) by the service thread
+ * before anything is acknowledged; a checkpoint only moves committed pages. If the thread
+ * cannot start, the store's connection keeps SQLite's automatic checkpoints. */
+#define CKPT_PAGES 1000 /* SQLite's own autocheckpoint threshold */
+#define CKPT_TAIL 256   /* pages the service thread copies itself to restart the log */
+
+static struct {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool due, stop, busy, running;
+    int done;            /* frames copied by the thread's last checkpoint; -1: none since
+                          * the log restarted */
+    int wal;             /* frames in the log at the last COMMIT (service thread) */
+    sqlite3 *db;         /* the thread's own connection */
+} g_ckpt = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .done = -1};
+
+static void *ckpt_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_ckpt.mu);
+    for (;;) {
+        while (!g_ckpt.due && !g_ckpt.stop)
+            pthread_cond_wait(&g_ckpt.cv, &g_ckpt.mu);
+        if (g_ckpt.stop)
+            break;
+        g_ckpt.due = false;
+        g_ckpt.busy = true;
+        pthread_mutex_unlock(&g_ckpt.mu);
+        int log = 0, done = -1;
+        int rc = sqlite3_wal_checkpoint_v2(g_ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                           &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            srv_log(SLOG_WARN, "checkpoint: %s", sqlite3_errmsg(g_ckpt.db));
+        pthread_mutex_lock(&g_ckpt.mu);
+        g_ckpt.busy = false;
+        g_ckpt.done = rc == SQLITE_OK ? done : -1;
+    }
+    pthread_mutex_unlock(&g_ckpt.mu);
+    return NULL;
+}
+
+/* The store connection's WAL hook: called after each COMMIT with the log's size. */
+static int ckpt_wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    server *srv = ctx;
+    (void)db, (void)name;
+    pthread_mutex_lock(&g_ckpt.mu);
+    if (pages < g_ckpt.wal)
+        g_ckpt.done = -1; /* the log restarted: what the thread copied is gone */
+    g_ckpt.wal = pages;
+    if (pages >= CKPT_PAGES && !g_ckpt.busy && !g_ckpt.due) {
+        if (g_ckpt.done >= 0 && pages - g_ckpt.done <= CKPT_TAIL) {
+            srv->ckpt_tail = true;
+        } else {
+            g_ckpt.due = true;
+            pthread_cond_signal(&g_ckpt.cv);
+        }
+    }
+    pthread_mutex_unlock(&g_ckpt.mu);
+    return SQLITE_OK;
+}
+
+void server_checkpoint_tail(server *srv)
+{
+    if (!srv->ckpt_tail)
+        return;
+    srv->ckpt_tail = false;
+    int64_t t0 = srv->lt ? lws_now_usecs() : 0;
+    int log = 0, done = 0;
+    if (sqlite3_wal_checkpoint_v2(srv->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+        SQLITE_OK) {
+        pthread_mutex_lock(&g_ckpt.mu);
+        g_ckpt.done = done;
+        pthread_mutex_unlock(&g_ckpt.mu);
+    }
+    if (srv->lt) {
+        srv->lt->cur.ckpt += lws_now_usecs() - t0;
+        srv->lt->cur.n_ckpt++;
+    }
+}
+
+/* Starts the checkpoint thread; on failure the store's connection keeps checkpointing
+ * itself (logged). */
+static void ckpt_start(server *srv, store_sync sync)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(srv->cfg.db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        sqlite3_exec(db, sync == STORE_SYNC_FULL ? "PRAGMA synchronous=FULL"
+                                                 : "PRAGMA synchronous=NORMAL",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        srv_log(SLOG_WARN, "checkpoints stay on the service thread: %s",
+                db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return;
+    }
+    g_ckpt.db = db;
+    g_ckpt.stop = g_ckpt.due = g_ckpt.busy = false;
+    g_ckpt.done = -1;
+    if (pthread_create(&g_ckpt.th, NULL, ckpt_main, NULL)) {
+        srv_log(SLOG_WARN, "checkpoints stay on the service thread: no thread");
+        sqlite3_close(db);
+        g_ckpt.db = NULL;
+        return;
+    }
+    g_ckpt.running = true;
+    sqlite3_wal_hook(srv->db, ckpt_wal_hook, srv); /* replaces the automatic checkpoint */
+}
+
+/* Stops the thread (a checkpoint in progress finishes first) and closes its connection. */
+static void ckpt_stop(server *srv)
+{
+    if (!g_ckpt.running)
+        return;
+    if (srv->db)
+        sqlite3_wal_autocheckpoint(srv->db, CKPT_PAGES); /* back to SQLite's own */
+    pthread_mutex_lock(&g_ckpt.mu);
+    g_ckpt.stop = true;
+    pthread_cond_signal(&g_ckpt.cv);
+    pthread_mutex_unlock(&g_ckpt.mu);
+    pthread_join(g_ckpt.th, NULL);
+    sqlite3_close(g_ckpt.db);
+    g_ckpt.db = NULL;
+    g_ckpt.running = false;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -79,6 +223,8 @@ static void usage(FILE *f)
             "  --session-idle SECS   page sessions end after this long idle  [%d]\n"
             "  --session-max SECS    ... and this long after login  [%d]\n"
             "  --idle-timeout SECS   hang up sessions silent this long; 0 = never  [%d]\n"
+            "  --keepalive SECS      WebSocket ping to a connection silent this long, hang-up\n"
+            "                        when no pong came within half as long again  [%d]\n"
             "  --rate-limit N        messages per second per session; 0 = no limit  [%d]\n"
             "  --hello-fails N       failed hellos per address per minute  [%d]\n"
             "  --ledger-queue N      ledger events queued per subscriber before RESYNC  [%d]\n"
@@ -94,7 +240,8 @@ static void usage(FILE *f)
             "WebSocket: /sync, sub-protocol " WIRE_SUBPROTOCOL " (devices), /live, sub-protocol\n"
             LIVE_SUBPROTOCOL " (the page). SIGINT or SIGTERM stops it cleanly. Exit status:\n"
             "0 stopped cleanly, 1 bad usage or configuration, 3 store error, 4 cannot listen.\n",
-            SRV_WEB_SESSION_IDLE_S, SRV_WEB_SESSION_MAX_S, SRV_IDLE_TIMEOUT_S, SRV_MSG_RATE,
+            SRV_WEB_SESSION_IDLE_S, SRV_WEB_SESSION_MAX_S, SRV_IDLE_TIMEOUT_S, SRV_KEEPALIVE_S,
+            SRV_MSG_RATE,
             SRV_HELLO_FAILS, SRV_LEDGER_QUEUE);
 }
 
@@ -138,6 +285,7 @@ static int parse_args(int argc, char **argv, srv_config *cfg)
     cfg->db_path = SRV_DEFAULT_DB;
     parse_listen(SRV_DEFAULT_LISTEN, cfg);
     cfg->idle_timeout_s = SRV_IDLE_TIMEOUT_S;
+    cfg->keepalive_s = SRV_KEEPALIVE_S;
     cfg->msg_rate = SRV_MSG_RATE;
     cfg->hello_fails = SRV_HELLO_FAILS;
     cfg->ledger_queue = SRV_LEDGER_QUEUE;
@@ -185,6 +333,8 @@ static int parse_args(int argc, char **argv, srv_config *cfg)
             cfg->session_max_s = u;
         } else if (!strcmp(a, "--idle-timeout") && !parse_uint(v, 86400, &u)) {
             cfg->idle_timeout_s = (int)u;
+        } else if (!strcmp(a, "--keepalive") && !parse_uint(v, 3600, &u) && u >= 2) {
+            cfg->keepalive_s = (int)u;
         } else if (!strcmp(a, "--rate-limit") && !parse_uint(v, 1000000, &u)) {
             cfg->msg_rate = u;
         } else if (!strcmp(a, "--hello-fails") && !parse_uint(v, 1000000, &u)) {
@@ -299,6 +449,58 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(srv->ctx, 0, &srv->tick, tick_cb, LWS_US_PER_SEC);
 }
 
+/* FIELDSYNC_LOOP_TRACE=FILE: the timings of every pass (server.h: loop_pass), as text. */
+static void loop_trace_init(server *srv)
+{
+    const char *path = getenv("FIELDSYNC_LOOP_TRACE");
+    if (!path || !*path)
+        return;
+    srv->lt = calloc(1, sizeof *srv->lt);
+    if (srv->lt)
+        srv->lt->path = path;
+}
+
+static void loop_trace_pass(server *srv, int64_t start)
+{
+    loop_trace *lt = srv->lt;
+    lt->cur.start = start;
+    lt->cur.total = lws_now_usecs() - start;
+    if (lt->n == lt->cap) {
+        size_t cap = lt->cap ? lt->cap * 2 : 65536;
+        loop_pass *v = realloc(lt->v, cap * sizeof *v);
+        if (!v)
+            return;
+        lt->v = v;
+        lt->cap = cap;
+    }
+    lt->v[lt->n++] = lt->cur;
+    memset(&lt->cur, 0, sizeof lt->cur);
+}
+
+static void loop_trace_write(server *srv)
+{
+    loop_trace *lt = srv->lt;
+    if (!lt)
+        return;
+    FILE *f = fopen(lt->path, "w");
+    if (f) {
+        fprintf(f, "start_us total rx n_rx wr n_wr slice n_run commit n_commit ckpt n_ckpt "
+                   "fan n_fan\n");
+        for (size_t i = 0; i < lt->n; i++) {
+            const loop_pass *p = &lt->v[i];
+            fprintf(f, "%lld %lld %lld %u %lld %u %lld %u %lld %u %lld %u %lld %u\n",
+                    (long long)p->start, (long long)p->total, (long long)p->rx, p->n_rx,
+                    (long long)p->wr, p->n_wr, (long long)p->slice, p->n_run,
+                    (long long)p->commit, p->n_commit, (long long)p->ckpt, p->n_ckpt,
+                    (long long)p->fan, p->n_fan);
+        }
+        fclose(f);
+    }
+    free(lt->v);
+    free(lt);
+    srv->lt = NULL;
+}
+
 static void drain_cb(lws_sorted_usec_list_t *sul)
 {
     server *srv = lws_container_of(sul, server, drain);
@@ -327,10 +529,13 @@ static int start_listening(server *srv)
         .name = LIVE_SUBPROTOCOL, .callback = live_callback,
         .per_session_data_size = live_pss_size(), .rx_buffer_size = 1024,
         .tx_packet_size = 4096};
-    /* lws hangs up a TCP peer that answers no WebSocket ping for 45 s (dead links); the
-     * protocol's own idle timeout (--idle-timeout) is separate: sessions_tick */
-    static const lws_retry_bo_t retry = {.secs_since_valid_ping = 30,
-                                         .secs_since_valid_hangup = 45};
+    /* lws pings a connection silent for --keepalive (30 s) and hangs up a TCP peer that
+     * answers no WebSocket ping within half as long again (45 s: dead links); a session
+     * waiting for the server counts as alive (sessions_tick). The protocol's own idle
+     * timeout (--idle-timeout) is separate: sessions_tick */
+    static lws_retry_bo_t retry;
+    retry.secs_since_valid_ping = (uint16_t)srv->cfg.keepalive_s;
+    retry.secs_since_valid_hangup = (uint16_t)(srv->cfg.keepalive_s + srv->cfg.keepalive_s / 2);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
@@ -400,6 +605,7 @@ static int server_open(server *srv, fs_error *e)
     srv->db = store_db(srv->store);
     if (srvdb_migrate(srv->db, e) || villages_reload(srv))
         return SRV_EXIT_STORE;
+    ckpt_start(srv, g_store_sync);
     if (sqlite3_prepare_v3(srv->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
                            &srv->dv_stmt, NULL) == SQLITE_OK)
         admin_changed(srv);
@@ -419,6 +625,7 @@ static void server_close(server *srv)
 {
     if (srv->ctx)
         lws_context_destroy(srv->ctx); /* closes what is left: CLOSED for each session */
+    ckpt_stop(srv);
     sqlite3_finalize(srv->dv_stmt);
     sqlite3_finalize(srv->parent_stmt);
     srv->parent_stmt = NULL;
@@ -432,6 +639,7 @@ static void server_close(server *srv)
     msgpack_sbuffer_destroy(&srv->tmp);
     free(srv->batch);
     free(srv->results);
+    free(srv->push_items);
     free(srv->villages);
     if (srv->lock_fd >= 0)
         close(srv->lock_fd);
@@ -439,6 +647,9 @@ static void server_close(server *srv)
 
 int main(int argc, char **argv)
 {
+    /* SQLite's memory statistics take a global mutex around every allocation (3% of the
+     * ingest profile); nothing here reads them */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     if (argc > 1 && !strcmp(argv[1], "admin"))
         return admin_main(argc - 1, argv + 1);
     static server srv; /* big (scratch change), and there is only one */
@@ -485,9 +696,15 @@ int main(int argc, char **argv)
             srv.ledger ? srv.ledger->path : "none");
     lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, LWS_US_PER_SEC);
 
-    while (!g_stop)
+    loop_trace_init(&srv);
+    while (!g_stop) {
+        int64_t t0 = srv.lt ? lws_now_usecs() : 0;
         if (lws_service(srv.ctx, 0) < 0)
             break;
+        if (srv.lt)
+            loop_trace_pass(&srv, t0);
+    }
+    loop_trace_write(&srv);
 
     srv_log(SLOG_INFO, "stopping: %u sessions get SHUTDOWN", srv.n_sessions);
     srv.stopping = true;

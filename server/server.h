@@ -45,6 +45,7 @@
 #define SRV_DEFAULT_DB "./fieldsync.db"
 #define SRV_SESSIONS_PER_DEVICE 4
 #define SRV_IDLE_TIMEOUT_S 120
+#define SRV_KEEPALIVE_S 30          /* lws' WebSocket ping after this silence; hang-up at 1.5x */
 #define SRV_MSG_RATE 200            /* messages per second per session */
 #define SRV_HELLO_FAILS 20          /* failed hellos per address per minute */
 #define SRV_DEVICE_FAILS_FACTOR 5   /* a device: 5 x that many wrong tokens per minute */
@@ -294,11 +295,15 @@ struct session {
     unsigned q_ledger;
     bool rx_paused;            /* the queue is large: stop reading until it drains */
     bool rx_stopped;           /* lws_rx_flow_control(0) is in effect (paused or parked) */
+    bool tx_moved;             /* frames were written since the last tick (keep-alive) */
     /* a message waiting for the work slice (session.c: parking) */
     uint8_t *park;             /* its decoded body, owned; NULL when nothing is parked */
     size_t park_len;
     session *park_next;        /* srv->park_head[park_lane], in arrival order */
+    session *out_next;         /* srv->out_head: frames queued during this work slice */
+    bool on_out;               /* on that list */
     unsigned park_lane;        /* PARK_INTERACTIVE or PARK_BULK */
+    int64_t park_at;           /* srv_mono_ms() when it was parked */
     int close_code;            /* WebSocket close status once the queue drained */
     int64_t closing_since;     /* srv_mono_ms() when SS_CLOSING began */
     /* identity, after hello */
@@ -337,6 +342,7 @@ typedef struct srv_config {
     unsigned session_idle_s;   /* page sessions end after this long without a request */
     unsigned session_max_s;    /* ... and this long after login */
     int idle_timeout_s;
+    int keepalive_s;           /* lws pings a silent connection after this; hang-up 1.5x */
     unsigned msg_rate;         /* 0 = unlimited */
     unsigned hello_fails;      /* failed hellos per address per minute */
     unsigned ledger_queue;     /* queued ledger events per session before RESYNC */
@@ -364,6 +370,7 @@ struct server {
     int lock_fd;               /* flock on <db>.lock while serving */
     session *sessions;         /* every WebSocket session */
     session *subscribers;      /* the sessions with a subscription (fan-out walks only these) */
+    session *out_head;         /* sessions given frames during the work slice (session.c) */
     unsigned n_sessions;
     village_entry *villages;   /* sorted by code; owned */
     size_t n_villages;
@@ -384,6 +391,7 @@ struct server {
     msgpack_sbuffer out;       /* message body being built */
     msgpack_sbuffer tmp;       /* a second scratch buffer (changes of a pull) */
     change *batch;             /* WIRE_MAX_BATCH decoded changes (scratch) */
+    struct push_item *push_items; /* WIRE_MAX_BATCH per-change scratch of handle_push.c */
     apply_result *results;     /* WIRE_MAX_BATCH results (scratch) */
     change ledger_change;      /* a committed change, downgraded for one subscriber */
     struct ledger_cfg *ledger; /* owned; NULL: no ledger file, the page's data API is off */
@@ -392,7 +400,25 @@ struct server {
     int64_t web_expire_at;     /* srv_mono_ms() of the next purge of expired page sessions */
     hello_fail fails[SRV_HELLO_FAIL_SLOTS];
     hello_fail dev_fails[SRV_HELLO_FAIL_SLOTS]; /* by device id: wrong tokens for a device */
+    struct loop_trace *lt;     /* FIELDSYNC_LOOP_TRACE: per-pass timings (main.c); or NULL */
+    bool ckpt_tail;            /* the checkpoint thread left a short tail (main.c) */
 };
+
+/* Per-pass timings of the service loop (FIELDSYNC_LOOP_TRACE=FILE, main.c): what one pass
+ * of lws_service() was made of; written to FILE at exit. Microseconds. */
+typedef struct loop_pass {
+    int64_t start, total;      /* lws_now_usecs() at the pass's start; its length */
+    int64_t rx, wr, slice, commit; /* in RECEIVE, WRITEABLE, park_run, push_group_end */
+    uint32_t n_rx, n_wr, n_run, n_commit;
+    int64_t ckpt, fan;         /* in WAL checkpoints; in server_fanout */
+    uint32_t n_ckpt, n_fan;
+} loop_pass;
+typedef struct loop_trace {
+    loop_pass cur;
+    loop_pass *v;
+    size_t n, cap;
+    const char *path;
+} loop_trace;
 
 /* Session API used by the handlers. */
 /* Frames body (dict as negotiated) and queues it. ledger: counts toward the ledger bound.
@@ -410,6 +436,10 @@ bool session_device_valid(session *s);
 unsigned session_count_device(server *srv, const rid_t *device);
 /* SHUTDOWN to every session (main.c calls it once on a signal). */
 void sessions_shutdown(server *srv);
+/* main.c: copies the WAL's last pages into the database when the checkpoint thread left
+ * only a short tail, so that the next write transaction restarts the log. Call with no
+ * transaction open (the start of a work slice). */
+void server_checkpoint_tail(server *srv);
 /* The tick's per-session work: idle timeout, stuck closings, revoked devices. */
 void sessions_tick(server *srv, bool admin_changed);
 
@@ -472,15 +502,21 @@ typedef enum fault_point {
     FAULT_PUSH_BEFORE_TX,    /* decoded, before BEGIN (in a group: before its savepoint) */
     FAULT_PUSH_IN_TX,        /* inside the transaction, after the batch's first change */
     FAULT_PUSH_AFTER_COMMIT, /* COMMIT returned, push_result not queued */
-    FAULT_PUSH_AFTER_SEND    /* push_result written to the socket */
+    FAULT_PUSH_AFTER_SEND,   /* push_result written to the socket */
+    FAULT_GROUP_COMMIT_KILL, /* the COMMIT of a group of >= N pushes: kill -9 */
+    FAULT_GROUP_COMMIT_FAIL, /* ... that COMMIT fails (rolled back) */
+    FAULT_GROUP_DISK_FULL,   /* from the Nth push of a group to its end: the store cannot grow */
+    FAULT_PARK_HOLD          /* no kill: every parked message waits N ms before it runs */
 } fault_point;
 
 int fault_init(void);                  /* reads FIELDSYNC_FAULT; -1 if it is malformed */
 bool fault_armed(fault_point p);
-void fault_push_begin(uint32_t n);     /* a push of n changes reaches the apply stage */
+/* a push of n changes reaches the apply stage (srv: the group points watch its store) */
+void fault_push_begin(server *srv, uint32_t n);
 void fault_push_at(fault_point p);     /* kills when p is armed for this push */
 void fault_push_sent(session *s);      /* the push_result was just queued on s */
 void fault_frame_written(const txframe *f); /* session.c: f was just written */
+unsigned fault_park_hold_ms(void);     /* park_hold:N armed: N, else 0 (session.c) */
 /* store_authorize_fn: scope_authorize, killing first at push_in_tx when armed */
 int fault_authorize(void *ctx, const change *c, const char *scope_before,
                     const char *scope_after, fs_error *e);

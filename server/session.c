@@ -15,11 +15,14 @@
  * Output: every message is framed (wire_frame_encode, compressed with the dictionary the
  * device announced) into its own heap block with LWS_PRE bytes of headroom and appended to a
  * per-session queue. LWS_CALLBACK_SERVER_WRITEABLE writes queued frames and asks for another
- * callback while frames remain; nothing is ever written from anywhere else. The rule for
- * writing: the first frame unconditionally (lws promised the socket is writeable), each
- * further one only if lws_send_pipe_choked() returns 0 just before it (no partial write is
- * buffered inside lws and poll says the kernel takes more), at most 256 per callback
- * (SRV_WRITES_PER_CALLBACK). A
+ * callback while frames remain. The one other place that writes is the end of a work
+ * slice's COMMIT (write_slice_frames): the frames that COMMIT queued go out at once to each
+ * socket that takes them, instead of after the next poll() over every connection (the
+ * live latency, docs/performance.md §4). The rule for writing: in WRITEABLE the first frame
+ * unconditionally (lws promised the socket is writeable), after a COMMIT not even the first
+ * without asking; each further one only if lws_send_pipe_choked() returns 0 just before it
+ * (no partial write is buffered inside lws and poll says the kernel takes more), at most
+ * 256 per call (SRV_WRITES_PER_CALLBACK). A
  * partial write is thus always the last write of a callback, which is what lws' one write
  * per WRITEABLE guarantees; one frame per callback meant one frame per loop pass, too few
  * for a subscriber on a busy server (docs/performance.md §4), and 64 became too few once a
@@ -102,6 +105,11 @@ static int queue_body(session *s, const void *body, size_t len, bool ledger, boo
         rx_flow_update(s);
     }
     lws_callback_on_writable(s->wsi);
+    if (srv->in_slice && !s->on_out) { /* written when the slice's COMMIT is done */
+        s->on_out = true;
+        s->out_next = srv->out_head;
+        srv->out_head = s;
+    }
     return 0;
 }
 
@@ -229,6 +237,18 @@ void sessions_tick(server *srv, bool admin_changed)
 {
     int64_t now = srv_mono_ms();
     for (session *s = srv->sessions; s; s = s->next) {
+        /* A session that is not read because it waits for the server (a parked message:
+         * its turn in the work slices can take tens of seconds on a saturated market day)
+         * or because its long queue is still moving to the peer, is not idle and not dead:
+         * its peer's answer to lws' keep-alive ping cannot be read while it waits, and lws
+         * would hang it up 45 s after the last pong (main.c), as it did to 640-1,316 of
+         * 2,000 devices on a loaded machine. A session stopped because its peer does not
+         * read (the queue does not move) gets no such pass. */
+        if (s->state != SS_CLOSING && (s->park || (s->rx_paused && s->tx_moved))) {
+            lws_validity_confirmed(s->wsi);
+            s->last_rx = s->last_msg = now;
+        }
+        s->tx_moved = false;
         if (s->state != SS_CLOSING && srv->cfg.idle_timeout_s > 0 &&
             now - s->last_rx >= (int64_t)srv->cfg.idle_timeout_s * 1000)
             session_error(s, WERR_IDLE, true, "no message for %d s", srv->cfg.idle_timeout_s);
@@ -277,10 +297,14 @@ void sessions_tick(server *srv, bool admin_changed)
  * push_group_end() commits when the slice ends, or before any other parked message runs
  * (what a hello, pull or reviews request reads or writes must not see uncommitted pushes);
  * their results and ledger events are queued after that COMMIT. One COMMIT (one fsync with
- * synchronous=FULL) per slice instead of one per push. */
+ * synchronous=FULL) per slice instead of one per push. When bulk work waits, the
+ * interactive messages a slice ran are committed first as a group of their own and their
+ * frames written (write_slice_frames) before the bulk part: a visit's ledger event does not
+ * wait for 10 ms of backlogs and their COMMIT (one more fsync per such slice). */
 
 static void work_run(lws_sorted_usec_list_t *sul);
 static void session_dispatch(session *s, const uint8_t *body, size_t blen);
+static void write_slice_frames(server *srv);
 
 static void work_schedule(server *srv)
 {
@@ -323,6 +347,7 @@ static void park_message(session *s, const uint8_t *body, size_t blen, unsigned 
     s->park_len = blen;
     s->park_next = NULL;
     s->park_lane = lane;
+    s->park_at = srv_mono_ms();
     if (srv->park_tail[lane])
         srv->park_tail[lane]->park_next = s;
     else
@@ -372,6 +397,8 @@ static bool message_is_push(const uint8_t *body, size_t blen)
 /* Runs s's parked message (unless s is closing) and lets s be read again. */
 static void park_run(session *s)
 {
+    if (s->srv->lt)
+        s->srv->lt->cur.n_run++;
     park_unlink(s);
     uint8_t *body = s->park;
     size_t blen = s->park_len;
@@ -383,6 +410,23 @@ static void park_run(session *s)
         session_dispatch(s, body, blen);
     free(body);
     rx_flow_update(s);
+}
+
+/* Tests (FIELDSYNC_FAULT=park_hold:MS): true when s's message has waited MS; otherwise
+ * schedules the work timer for when it will have. Always true in production. */
+static bool park_ripe(session *s)
+{
+    unsigned hold = fault_park_hold_ms();
+    if (!s || !hold)
+        return s != NULL;
+    int64_t wait = s->park_at + hold - srv_mono_ms();
+    if (wait <= 0)
+        return true;
+    if (!s->srv->work_due) {
+        s->srv->work_due = true;
+        lws_sul_schedule(s->srv->ctx, 0, &s->srv->work, work_run, (lws_usec_t)wait * 1000);
+    }
+    return false;
 }
 
 static void work_run(lws_sorted_usec_list_t *sul)
@@ -398,17 +442,35 @@ static void work_run(lws_sorted_usec_list_t *sul)
      * than half of it when both wait (neither lane can starve), then interactive again */
     const lws_usec_t half = end / 2;
     session **h = srv->park_head;
+    server_checkpoint_tail(srv); /* before the slice's BEGIN, which then restarts the log */
     srv->in_slice = true; /* the slice's pushes share one COMMIT (group commit, handle_push.c) */
-    while (h[PARK_INTERACTIVE] && (lws_now_usecs() - t0 < half || !h[PARK_BULK]) &&
-           lws_now_usecs() - t0 < end)
+    bool interactive = false;
+    while (park_ripe(h[PARK_INTERACTIVE]) && (lws_now_usecs() - t0 < half || !h[PARK_BULK]) &&
+           lws_now_usecs() - t0 < end) {
         park_run(h[PARK_INTERACTIVE]);
-    while (h[PARK_BULK] && lws_now_usecs() - t0 < end)
+        interactive = true;
+    }
+    if (interactive && h[PARK_BULK]) {
+        /* the small pushes' own COMMIT, their results and events written at once, before
+         * the bulk part of the slice (one more fsync per slice; not 10 ms more per event) */
+        push_group_end(srv);
+        write_slice_frames(srv);
+    }
+    while (park_ripe(h[PARK_BULK]) && lws_now_usecs() - t0 < end)
         park_run(h[PARK_BULK]);
-    while (h[PARK_INTERACTIVE] && lws_now_usecs() - t0 < end)
+    while (park_ripe(h[PARK_INTERACTIVE]) && lws_now_usecs() - t0 < end)
         park_run(h[PARK_INTERACTIVE]);
+    lws_usec_t t1 = lws_now_usecs();
     push_group_end(srv); /* COMMIT, then the slice's push_results and ledger events */
+    write_slice_frames(srv);
+    if (srv->lt) {
+        lws_usec_t t2 = lws_now_usecs();
+        srv->lt->cur.slice += t1 - t0;
+        srv->lt->cur.commit += t2 - t1;
+        srv->lt->cur.n_commit++;
+    }
     srv->in_slice = false;
-    if (h[PARK_INTERACTIVE] || h[PARK_BULK])
+    if ((h[PARK_INTERACTIVE] || h[PARK_BULK]) && !srv->work_due)
         work_schedule(srv); /* the next pass: after every socket had its turn */
 }
 
@@ -559,6 +621,12 @@ static void session_gone(server *srv, session *s)
     srv->n_sessions--;
     subscribe_drop(s);
     park_drop(s);
+    for (session **pp = &srv->out_head; s->on_out && *pp; pp = &(*pp)->out_next)
+        if (*pp == s) {
+            *pp = s->out_next;
+            s->on_out = false;
+            break;
+        }
     queue_clear(s);
     free(s->rx);
     if (s->user.id) /* it had said hello: supervisors' device views change (online, refused) */
@@ -612,6 +680,55 @@ static void session_rx(session *s, const void *in, size_t len)
     }
 }
 
+/* Writes queued frames while the socket takes them: the first one without asking when
+ * first_free (lws' WRITEABLE promised the socket is writeable), every other one only if
+ * lws_send_pipe_choked() says 0 just before it. Returns 0, or -1 when the connection
+ * failed. */
+static int write_frames(session *s, bool first_free)
+{
+    txframe *f = s->q_head;
+    for (int k = 0; f && k < SRV_WRITES_PER_CALLBACK; k++, f = s->q_head) {
+        if ((k || !first_free) && lws_send_pipe_choked(s->wsi))
+            break;
+        int n = lws_write(s->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
+        if (n < 0)
+            return -1;
+        s->srv->m.bytes_out += f->len;
+        s->tx_moved = true;
+        fault_frame_written(f); /* tests: FIELDSYNC_FAULT=push_after_send (fault.c) */
+        s->q_head = f->next;
+        if (!s->q_head)
+            s->q_tail = NULL;
+        s->q_bytes -= f->len;
+        s->q_ledger -= f->ledger;
+        free(f);
+    }
+    if (s->rx_paused && s->q_bytes < SRV_TXQ_PAUSE_BYTES / 4) {
+        s->rx_paused = false;
+        rx_flow_update(s);
+    }
+    return 0;
+}
+
+/* The end of a work slice's COMMIT: the frames it queued (push_results, ledger events,
+ * hello and pull answers) are written now, each socket asked first (write_frames with
+ * first_free false), instead of after the next poll() over every connection and the
+ * reads and writes of every socket before theirs in lws' table (the live latency:
+ * docs/performance.md §4). What a socket does not take now waits for its WRITEABLE, which
+ * was requested when the frame was queued; a closing session is left to WRITEABLE (its
+ * close frame goes after its queue). */
+static void write_slice_frames(server *srv)
+{
+    while (srv->out_head) {
+        session *s = srv->out_head;
+        srv->out_head = s->out_next;
+        s->out_next = NULL;
+        s->on_out = false;
+        if (s->state != SS_CLOSING && s->q_head && write_frames(s, false) < 0)
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
 static int session_writeable(session *s)
 {
     txframe *f = s->q_head;
@@ -629,25 +746,8 @@ static int session_writeable(session *s)
     /* Several frames per callback, each only while lws_send_pipe_choked() says the socket
      * takes more (the rule: see the file header); a loaded loop gives each session one
      * WRITEABLE per pass, and a subscriber gets many events per pass. */
-    for (int k = 0; f && k < SRV_WRITES_PER_CALLBACK; k++, f = s->q_head) {
-        if (k && lws_send_pipe_choked(s->wsi))
-            break;
-        int n = lws_write(s->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
-        if (n < 0)
-            return -1;
-        s->srv->m.bytes_out += f->len;
-        fault_frame_written(f); /* tests: FIELDSYNC_FAULT=push_after_send (fault.c) */
-        s->q_head = f->next;
-        if (!s->q_head)
-            s->q_tail = NULL;
-        s->q_bytes -= f->len;
-        s->q_ledger -= f->ledger;
-        free(f);
-    }
-    if (s->rx_paused && s->q_bytes < SRV_TXQ_PAUSE_BYTES / 4) {
-        s->rx_paused = false;
-        rx_flow_update(s);
-    }
+    if (write_frames(s, true) < 0)
+        return -1;
     if (s->q_head || s->state == SS_CLOSING)
         lws_callback_on_writable(s->wsi);
     return 0;
@@ -671,10 +771,23 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         session_open(srv, s, wsi);
         break;
     case LWS_CALLBACK_RECEIVE:
-        if (s->srv)
+        if (s->srv && srv->lt) {
+            int64_t t0 = lws_now_usecs();
             session_rx(s, in, len);
+            srv->lt->cur.rx += lws_now_usecs() - t0;
+            srv->lt->cur.n_rx++;
+        } else if (s->srv) {
+            session_rx(s, in, len);
+        }
         break;
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (s->srv && srv->lt) {
+            int64_t t0 = lws_now_usecs();
+            int rc = session_writeable(s);
+            srv->lt->cur.wr += lws_now_usecs() - t0;
+            srv->lt->cur.n_wr++;
+            return rc;
+        }
         if (s->srv)
             return session_writeable(s);
         break;

@@ -39,49 +39,21 @@ static pid_t spawn_sync(const char *db)
     return pid;
 }
 
-static void hex_of(const char *id, char *hex)
-{
-    size_t k = 0;
-    for (const char *p = id; *p; p++)
-        if (*p != '-')
-            hex[k++] = *p;
-    hex[k] = '\0';
-}
-
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-kill", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role visitor --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "visitor", "V1"}};
+    it_world(&s, "it-kill", users, 2);
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
-    fieldsync_identity ida;
-    CHECK_OK(fieldsync_identity_get(a, &ida));
     char dev[40];
-    hex_of(ida.device, dev);
+    it_device_hex(a, dev);
 
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(a, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "黄小兰"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
     char child[40];
-    snprintf(child, sizeof child, "%s", fieldsync_record_id(r));
-    fieldsync_record_free(r);
-    for (int i = 0; i < N_VISITS; i++) {
-        CHECK_OK(fieldsync_record_new(a, "visit", &r));
-        CHECK_OK(fieldsync_set_ref(r, "child", child));
-        CHECK_OK(fieldsync_set_enum(r, "kind", "home_visit"));
-        CHECK_OK(fieldsync_set_time(r, "visited_at", 1725235200 + i));
-        CHECK_OK(fieldsync_set_text(r, "mood", "情绪稳定"));
-        CHECK_OK(fieldsync_record_save(r));
-        fieldsync_record_free(r);
-    }
+    it_child(a, "黄小兰", "V1", child);
+    for (int i = 0; i < N_VISITS; i++)
+        it_visit(a, child, 1725235200 + i, "情绪稳定");
     fieldsync_close(a);
     char pa[256];
     it_dbpath(&s, "a", pa, sizeof pa);
@@ -114,16 +86,11 @@ int main(void)
     CHECK_INT(rc, ==, 0);
     CHECK(strstr(out, "\"pending\": 0"));
     CHECK(strstr(out, "\"refused\": 0"));
-    CHECK_INT(it_sqlnum(s.db, "SELECT count(*) FROM log WHERE device = X'%s'", dev), ==, total);
-    CHECK_INT(it_sqlnum(s.db, "SELECT count(DISTINCT dseq) FROM log WHERE device = X'%s'", dev),
-              ==, total);
+    it_check_once(s.db, dev, total);
     CHECK_INT(it_sqlnum(s.db, "SELECT count(DISTINCT record) FROM log WHERE device = X'%s'", dev),
               ==, total);
-    CHECK_INT(it_sqlnum(s.db, "SELECT max(dseq) FROM log WHERE device = X'%s'", dev), ==, total);
     CHECK_INT(it_sqlnum(s.db, "SELECT count(*) FROM refused"), ==, 0);
-    CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM dev_outbox"), ==, 0);
-    CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM dev_refused"), ==, 0);
-    CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM log WHERE device = X'%s'", dev), ==, total);
+    it_check_device_done(pa, dev, total);
     CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM records"), ==, total);
 
     /* B pulls, killed twice in the middle, then completes */
@@ -152,7 +119,7 @@ int main(void)
     it_field_state(pb, child, sb, sizeof sb);
     CHECK_STR(sa, sb);
     it_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_kill: ok\n");
     return 0;
 }

@@ -42,13 +42,9 @@ static void on_progress(void *ctx, const fieldsync_progress *p)
 
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-pull", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role volunteer --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "volunteer", "V1"}};
+    it_world(&s, "it-pull", users, 2);
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
@@ -56,21 +52,10 @@ int main(void)
 
     static char ids[N_CHILDREN][40];
     for (int i = 0; i < N_CHILDREN; i++) {
-        fieldsync_record *r;
         char name[64];
         snprintf(name, sizeof name, "李小红%03d", i);
-        CHECK_OK(fieldsync_record_new(a, "child", &r));
-        CHECK_OK(fieldsync_set_text(r, "name", name));
-        CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-        CHECK_OK(fieldsync_record_save(r));
-        snprintf(ids[i], sizeof ids[i], "%s", fieldsync_record_id(r));
-        fieldsync_record_free(r);
-        CHECK_OK(fieldsync_record_new(a, "visit", &r));
-        CHECK_OK(fieldsync_set_ref(r, "child", ids[i]));
-        CHECK_OK(fieldsync_set_enum(r, "kind", "home_visit"));
-        CHECK_OK(fieldsync_set_time(r, "visited_at", 1725235200 + i));
-        CHECK_OK(fieldsync_record_save(r));
-        fieldsync_record_free(r);
+        it_child(a, name, "V1", ids[i]);
+        it_visit(a, ids[i], 1725235200 + i, NULL);
     }
     fieldsync_sync_result res = it_sync(a);
     CHECK_INT(res.accepted, ==, 2 * N_CHILDREN);
@@ -119,7 +104,7 @@ int main(void)
     fieldsync_close(b);
     fieldsync_close(c);
     it_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_pull: ok\n");
     return 0;
 }

@@ -17,14 +17,10 @@
 
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-village", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role volunteer --villages V1");
-    it_admin(&s, "user add vc --role visitor --villages V2");
+    static const it_user users[] = {
+        {"va", "visitor", "V1"}, {"vb", "volunteer", "V1"}, {"vc", "visitor", "V2"}};
+    it_world(&s, "it-village", users, 3);
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
@@ -127,7 +123,7 @@ int main(void)
     CHECK(strstr(out, "\"name\": \"王小明003\""));
     CHECK(strstr(out, "\"school\": \"红星村小学\""));
     CHECK_INT(it_cli(pb, out, sizeof out, "show 01234567-89ab-cdef-0123-456789abcdef 2>&1"), ==, 2);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_village: ok\n");
     return 0;
 }

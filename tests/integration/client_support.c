@@ -186,6 +186,75 @@ static void json_field(const char *json, const char *key, char *out, size_t cap)
     out[n] = '\0';
 }
 
+void it_world(srv *s, const char *name, const it_user *users, size_t n)
+{
+    char dir[64];
+    it_mkdir(name, dir, sizeof dir);
+    it_srv_init(s, dir);
+    it_geo(s);
+    for (size_t i = 0; i < n; i++)
+        it_admin(s, "user add %s --role %s --villages %s", users[i].name, users[i].role,
+                 users[i].village);
+}
+
+void it_hex_id(const char *id, char *hex)
+{
+    size_t k = 0;
+    for (const char *p = id; *p; p++)
+        if (*p != '-')
+            hex[k++] = *p;
+    hex[k] = '\0';
+}
+
+void it_device_hex(fieldsync_db *db, char *hex)
+{
+    fieldsync_identity id;
+    CHECK_OK(fieldsync_identity_get(db, &id));
+    it_hex_id(id.device, hex);
+}
+
+void it_child(fieldsync_db *db, const char *name, const char *village, char *id)
+{
+    fieldsync_record *r;
+    CHECK_OK(fieldsync_record_new(db, "child", &r));
+    CHECK_OK(fieldsync_set_text(r, "name", name));
+    CHECK_OK(fieldsync_set_text(r, "village", village));
+    CHECK_OK(fieldsync_record_save(r));
+    if (id)
+        snprintf(id, 40, "%s", fieldsync_record_id(r));
+    fieldsync_record_free(r);
+}
+
+void it_visit(fieldsync_db *db, const char *child, int64_t visited_at, const char *mood)
+{
+    fieldsync_record *r;
+    CHECK_OK(fieldsync_record_new(db, "visit", &r));
+    CHECK_OK(fieldsync_set_ref(r, "child", child));
+    CHECK_OK(fieldsync_set_enum(r, "kind", "home_visit"));
+    CHECK_OK(fieldsync_set_time(r, "visited_at", visited_at));
+    if (mood)
+        CHECK_OK(fieldsync_set_text(r, "mood", mood));
+    CHECK_OK(fieldsync_record_save(r));
+    fieldsync_record_free(r);
+}
+
+void it_check_once(const char *server_db, const char *hex, long long total)
+{
+    const char *of = "FROM log WHERE device = X";
+    CHECK_INT(it_sqlnum(server_db, "SELECT count(*) %s'%s'", of, hex), ==, total);
+    CHECK_INT(it_sqlnum(server_db, "SELECT count(DISTINCT dseq) %s'%s'", of, hex), ==, total);
+    CHECK_INT(it_sqlnum(server_db, "SELECT min(dseq) %s'%s'", of, hex), ==, 1);
+    CHECK_INT(it_sqlnum(server_db, "SELECT max(dseq) %s'%s'", of, hex), ==, total);
+}
+
+void it_check_device_done(const char *replica, const char *hex, long long total)
+{
+    CHECK_INT(it_sqlnum(replica, "SELECT count(*) FROM dev_outbox"), ==, 0);
+    CHECK_INT(it_sqlnum(replica, "SELECT count(*) FROM dev_refused"), ==, 0);
+    CHECK_INT(it_sqlnum(replica, "SELECT count(*) FROM log WHERE device = X'%s'", hex), ==,
+              total);
+}
+
 void it_dbpath(srv *s, const char *name, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/%s.db", s->dir, name);

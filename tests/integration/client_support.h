@@ -13,6 +13,7 @@
 #include "fieldsync.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct srv {
@@ -51,10 +52,38 @@ void it_srv_kill(srv *s);
 /* Township T1 with villages V1 and V2. */
 void it_geo(srv *s);
 
+/* A user made by it_world: `user add NAME --role ROLE --villages VILLAGE`. */
+typedef struct it_user {
+    const char *name, *role, *village;
+} it_user;
+/* The usual start of a test: a scratch folder /tmp/fs-NAME-XXXXXX (removed by the test with
+ * it_rmdir(s->dir)), the server's store in it (it_srv_init), township T1 with villages V1
+ * and V2 (it_geo) and the n users. The server is not started (it_srv_start, or
+ * ft_srv_start with a fault). */
+void it_world(srv *s, const char *name, const it_user *users, size_t n);
+
 /* Enrols a new device for user and opens a replica at dir/NAME.db enrolled with it. */
 fieldsync_db *it_device(srv *s, const char *user, const char *name);
 /* Path of dir/NAME.db. */
 void it_dbpath(srv *s, const char *name, char *out, size_t cap);
+
+/* The device id of a replica as hex text without dashes (for X'...' in SQL), into hex
+ * (33 bytes); it_hex_id does the same for id text. */
+void it_device_hex(fieldsync_db *db, char *hex);
+void it_hex_id(const char *id, char *hex);
+
+/* Saves a child (name, village) on db; its id text into id (40 bytes), unless NULL. */
+void it_child(fieldsync_db *db, const char *name, const char *village, char *id);
+/* Saves a home visit of child (id text) at visited_at (Unix seconds), with the text field
+ * mood unless NULL. */
+void it_visit(fieldsync_db *db, const char *child, int64_t visited_at, const char *mood);
+
+/* After a kill and restart, the server's side of exactly once: the log rows of device hex in
+ * server_db are dseqs 1 .. total, one row each. */
+void it_check_once(const char *server_db, const char *hex, long long total);
+/* ... and the device's side: the replica's outbox and refusals are empty and its own
+ * changes (device hex) are in its confirmed log once each: total rows. */
+void it_check_device_done(const char *replica, const char *hex, long long total);
 
 /* Syncs and checks FIELDSYNC_OK; returns the result. */
 fieldsync_sync_result it_sync(fieldsync_db *db);

@@ -3,6 +3,9 @@
 #
 # fault_push.c      kill -9 of the server at each point of a push (FIELDSYNC_FAULT, server/
 #                   fault.c), restart, sync: every change exactly once, replicas converged
+# fault_group.c     group commit: several devices' pushes in one transaction, killed at its
+#                   COMMIT, its COMMIT failing, the disk full in the middle of it: no ack for
+#                   what is not stored, resends accepted once, the others' data intact
 # fault_store.c     disk full (a small tmpfs, else RLIMIT_FSIZE), store locked or read-only,
 #                   schema missing or corrupt, backup restored under running devices
 # fault_clock.c     device clocks hours off and jumping during a sync; past the drift bound
@@ -30,6 +33,7 @@ if(TARGET fieldsyncd AND TARGET fieldsync)
   # name -> cases (a single "run" when the binary has none)
   set(FS_FAULT_TESTS
       "fault_push:run"
+      "fault_group:kill,commitfail,diskfull"
       "fault_store:diskfull,locked,readonly,schema,restore"
       "fault_clock:run"
       "fault_cycles:connect,aborted"

@@ -88,15 +88,10 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     setenv("FIELDSYNC_TEST_CLOCK_OFFSET_MS", "0", 1); /* arm the hook for this process */
-    char dir[64];
-    it_mkdir("fault-clock", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role visitor --villages V1");
-    it_admin(&s, "user add vc --role visitor --villages V1");
-    it_admin(&s, "user add vd --role visitor --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "visitor", "V1"},
+                                    {"vc", "visitor", "V1"}, {"vd", "visitor", "V1"}};
+    it_world(&s, "fault-clock", users, 4);
     ft_srv_start(&s, NULL);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
@@ -216,7 +211,7 @@ int main(void)
     fieldsync_close(b);
     fieldsync_close(c);
     ft_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("fault_clock: ok\n");
     return 0;
 }

@@ -291,16 +291,6 @@ static void test_aborted(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *name = argc > 1 ? argv[argc - 1] : "";
-    if (!strcmp(name, "connect"))
-        test_connect(argc, argv);
-    else if (!strcmp(name, "aborted"))
-        test_aborted(argc, argv);
-    else {
-        fprintf(stderr, "usage: fault_cycles --bin FIELDSYNCD connect|aborted\n");
-        return 2;
-    }
-    printf("fault_cycles %s: ok\n", name);
-    return 0;
+    static const ft_case cases[] = {{"connect", test_connect}, {"aborted", test_aborted}};
+    return ft_main_cases(argc, argv, "fault_cycles", cases, sizeof cases / sizeof cases[0]);
 }

@@ -49,6 +49,52 @@ static long long log_rows(ft_world *w, const enrolled *dev)
     return it_sqlnum(w->t.db, "SELECT count(*) FROM log WHERE device = X'%s'", hex);
 }
 
+/* Every case's start: the deployment (fault_support.h), the daemon with the option opt
+ * (and its value val; NULL for none), the bystander (bo) open. Returns the schema. */
+static const schema *hostile_start(ft_world *w, bystander *by, int argc, char **argv,
+                                   const char *opt, const char *val)
+{
+    ft_world_init(w, argc, argv);
+    daemon_start(&w->t, &w->d, opt, val, NULL);
+    *by = (bystander){.dseq = 0};
+    ft_open(&by->c, w, &w->bo);
+    return w->t.s;
+}
+
+/* Every case's end: the bystander still syncs, the daemon stops cleanly (exit 0). */
+static void hostile_done(ft_world *w, bystander *by)
+{
+    bystander_sync(by, w->t.s);
+    fsc_close(&by->c);
+    ft_world_done(w);
+}
+
+/* Sends body on c and expects error code with closes = true; then closes c. */
+static void send_expect_close(fsc *c, const void *body, size_t len, int code)
+{
+    fsc_send(c, body, len);
+    fsc_expect_error(c, code, true);
+    fsc_close(c);
+}
+
+/* Pushes ch[0..n) as batch 1 and expects error code, closing the session (then closed). */
+static void push_expect_close(fsc *c, change *ch, size_t n, int code)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    push_body(&sb, 1, ch, n);
+    send_expect_close(c, sb.data, sb.size, code);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Opens a session of dev on c: the welcome's server_dseq must be dseq (what the daemon
+ * consumed of that device, which a refused or broken push must not have moved). */
+static void open_expect_dseq(fsc *c, ft_world *w, const enrolled *dev, uint64_t dseq)
+{
+    ft_open(c, w, dev);
+    CHECK_INT(c->w.server_dseq, ==, dseq);
+}
+
 /* ---- changes with a wrong element ------------------------------------------------- */
 
 enum { E_TYPE, E_RECORD, E_HLC, E_BASE, E_DSEQ, E_FIELDS };
@@ -217,11 +263,8 @@ static void pack_mut(msgpack_sbuffer *sb, msgpack_packer *pk, const change *c, c
 static void test_changes(int argc, char **argv)
 {
     ft_world w;
-    ft_world_init(&w, argc, argv);
-    daemon_start(&w.t, &w.d, NULL);
-    const schema *s = w.t.s;
-    bystander by = {.dseq = 0};
-    ft_open(&by.c, &w, &w.bo);
+    bystander by;
+    const schema *s = hostile_start(&w, &by, argc, argv, NULL, NULL);
     bystander_sync(&by, s);
     fsc a;
     ft_open(&a, &w, &w.ana);
@@ -267,8 +310,7 @@ static void test_changes(int argc, char **argv)
 
     /* a change whose dseq cannot be read: the whole push is BAD_FRAME, nothing consumed */
     fsc_close(&a);
-    ft_open(&a, &w, &w.ana);
-    CHECK_INT(a.w.server_dseq, ==, nm + 1);
+    open_expect_dseq(&a, &w, &w.ana, nm + 1);
     msgpack_sbuffer_clear(&sb);
     wire_pack_push_header(&pk, 2, 2);
     rid_t id;
@@ -278,9 +320,7 @@ static void test_changes(int argc, char **argv)
     mut m = {"dseq as a string", E_DSEQ, 0, B(0xa1, '9'), 0};
     mk_child(&base, s, &id, "好", "V1", nm + 3);
     pack_mut(&sb, &pk, &base, &m);
-    fsc_send(&a, sb.data, sb.size);
-    fsc_expect_error(&a, WERR_BAD_FRAME, true);
-    fsc_close(&a);
+    send_expect_close(&a, sb.data, sb.size, WERR_BAD_FRAME);
     /* a change that is not an array, and one with fields truncated mid-map */
     static const uint8_t not_array[] = {0x93, 0x03, 0x01, 0x91, 0x05};
     static const uint8_t short_change[] = {0x93, 0x03, 0x01, 0x91, 0x94, 0x01, 0xc4, 0x01, 0x00,
@@ -289,12 +329,9 @@ static void test_changes(int argc, char **argv)
     size_t lens[] = {sizeof not_array, sizeof short_change};
     for (int i = 0; i < 2; i++) {
         ft_open(&a, &w, &w.ana);
-        fsc_send(&a, bodies[i], lens[i]);
-        fsc_expect_error(&a, WERR_BAD_FRAME, true);
-        fsc_close(&a);
+        send_expect_close(&a, bodies[i], lens[i], WERR_BAD_FRAME);
     }
-    ft_open(&a, &w, &w.ana);
-    CHECK_INT(a.w.server_dseq, ==, nm + 1);
+    open_expect_dseq(&a, &w, &w.ana, nm + 1);
     fsc_close(&a);
     CHECK_INT(log_rows(&w, &w.ana), ==, 1);
     bystander_sync(&by, s);
@@ -303,19 +340,13 @@ static void test_changes(int argc, char **argv)
     fsc_connect(&h, &w.t, w.d.port);
     msgpack_sbuffer_clear(&sb);
     rawws_pack_hello(&sb, &w.ana.device, w.ana.token, 1, t_hlc(), "\xff\xfe");
-    fsc_send(&h, sb.data, sb.size);
-    fsc_expect_error(&h, WERR_BAD_FRAME, true);
-    fsc_close(&h);
+    send_expect_close(&h, sb.data, sb.size, WERR_BAD_FRAME);
     ft_open(&h, &w, &w.sue);
     static const uint8_t sub_bad[] = {0x92, 0x07, 0xa2, 0xc3, 0x28};
-    fsc_send(&h, sub_bad, sizeof sub_bad);
-    fsc_expect_error(&h, WERR_BAD_FRAME, true);
-    fsc_close(&h);
-    bystander_sync(&by, s);
+    send_expect_close(&h, sub_bad, sizeof sub_bad, WERR_BAD_FRAME);
     msgpack_sbuffer_destroy(&sb);
     free(res);
-    fsc_close(&by.c);
-    ft_world_done(&w);
+    hostile_done(&w, &by);
 }
 
 /* ---- clocks at the extremes ------------------------------------------------------ */
@@ -343,11 +374,8 @@ static void server_clock_sane(ft_world *w, const enrolled *dev)
 static void test_clocks(int argc, char **argv)
 {
     ft_world w;
-    ft_world_init(&w, argc, argv);
-    daemon_start(&w.t, &w.d, NULL);
-    const schema *s = w.t.s;
-    bystander by = {.dseq = 0};
-    ft_open(&by.c, &w, &w.bo);
+    bystander by;
+    const schema *s = hostile_start(&w, &by, argc, argv, NULL, NULL);
     /* hellos with client clocks at the extremes: served, and the server clock stays */
     static const uint64_t hellos[] = {0, 1, UINT64_MAX, UINT64_MAX >> 1};
     for (size_t i = 0; i < sizeof hellos / sizeof hellos[0]; i++) {
@@ -397,12 +425,10 @@ static void test_clocks(int argc, char **argv)
     CHECK_INT(log_rows(&w, &w.ana), ==, 1);
     /* a far-future clock refused never moved the server's clock */
     server_clock_sane(&w, &w.bo);
-    bystander_sync(&by, s);
     free(ch);
     free(res);
     fsc_close(&a);
-    fsc_close(&by.c);
-    ft_world_done(&w);
+    hostile_done(&w, &by);
 }
 
 /* ---- device sequences --------------------------------------------------------------- */
@@ -422,13 +448,7 @@ static void test_sequences(int argc, char **argv)
         new_id(&id[i]);
     /* dseq 0 is no dseq at all (they start at 1): the push is BAD_FRAME, nothing consumed */
     mk_child(&ch[0], s, &id[0], "零", "V1", 0);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    push_body(&sb, 1, ch, 1);
-    fsc_send(&a, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    fsc_expect_error(&a, WERR_BAD_FRAME, true);
-    fsc_close(&a);
+    push_expect_close(&a, ch, 1, WERR_BAD_FRAME);
     ft_open(&a, &w, &w.ana);
     /* 2^64-1 and 2^63: gaps, not consumed */
     mk_child(&ch[0], s, &id[0], "大", "V1", UINT64_MAX);
@@ -438,8 +458,7 @@ static void test_sequences(int argc, char **argv)
     push_one(&a, &ch[0], res);
     CHECK_RES(res[0], 2, FS_ESEQ_GAP);
     fsc_close(&a);
-    ft_open(&a, &w, &w.ana);
-    CHECK_INT(a.w.server_dseq, ==, 0);
+    open_expect_dseq(&a, &w, &w.ana, 0);
     /* out of order in one batch: 2 is a gap (not consumed), 1 goes in; 2 again goes in */
     mk_child(&ch[0], s, &id[0], "二", "V1", 2);
     mk_child(&ch[1], s, &id[1], "一", "V1", 1);
@@ -469,8 +488,7 @@ static void test_sequences(int argc, char **argv)
     push_one(&a, &ch[1], res);
     CHECK_RES(res[0], 1, 0);
     fsc_close(&a);
-    ft_open(&a, &w, &w.ana);
-    CHECK_INT(a.w.server_dseq, ==, 2);
+    open_expect_dseq(&a, &w, &w.ana, 2);
     fsc_close(&a);
     CHECK_INT(log_rows(&w, &w.ana), ==, 2);
     char text[64];
@@ -484,37 +502,23 @@ static void test_sequences(int argc, char **argv)
 static void test_revoked(int argc, char **argv)
 {
     ft_world w;
-    ft_world_init(&w, argc, argv);
-    daemon_start(&w.t, &w.d, NULL);
-    const schema *s = w.t.s;
-    bystander by = {.dseq = 0};
-    ft_open(&by.c, &w, &w.bo);
+    bystander by;
+    const schema *s = hostile_start(&w, &by, argc, argv, NULL, NULL);
     for (int round = 0; round < 5; round++) {
         /* a session open before the revocation pushes right after it (the daemon's tick,
          * which closes such sessions within a second, has not run yet) */
         fsc v;
         ft_open(&v, &w, &w.val);
         uint64_t before = v.w.server_dseq;
-        char out[1024];
-        if (round % 2 == 0) {
-            CHECK_INT(admin_run(&w.t, out, sizeof out, NULL, "device", "revoke", w.val.id, NULL),
-                      ==, 0);
-        } else {
-            CHECK_INT(admin_run(&w.t, out, sizeof out, NULL, "--json", "device", "rotate",
-                                w.val.id, NULL),
-                      ==, 0);
-        }
+        if (round % 2 == 0)
+            ft_admin(&w.t, "device", "revoke", w.val.id, NULL);
+        else
+            ft_admin(&w.t, "--json", "device", "rotate", w.val.id, NULL);
         rid_t id;
         new_id(&id);
         change ch;
         mk_child(&ch, s, &id, "撤销后", "V1", before + 1);
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        push_body(&sb, 1, &ch, 1);
-        fsc_send(&v, sb.data, sb.size);
-        msgpack_sbuffer_destroy(&sb);
-        fsc_expect_error(&v, WERR_AUTH, true);
-        fsc_close(&v);
+        push_expect_close(&v, &ch, 1, WERR_AUTH);
         CHECK_INT(log_rows(&w, &w.val), ==, 0);
         /* and the device cannot come back with its old token */
         CHECK_INT(fsc_open(&v, &w.t, w.d.port, &w.val, 1, 0), ==, WERR_AUTH);
@@ -536,16 +540,14 @@ static void test_revoked(int argc, char **argv)
     CHECK_OK(fieldsync_set_text(r, "village", "V1"));
     CHECK_OK(fieldsync_record_save(r));
     fieldsync_record_free(r);
-    char out[1024];
-    CHECK_INT(admin_run(&w.t, out, sizeof out, NULL, "device", "revoke", w.val.id, NULL), ==, 0);
+    ft_admin(&w.t, "device", "revoke", w.val.id, NULL);
     fieldsync_sync_result sr;
     CHECK_INT(fieldsync_sync(db, NULL, NULL, NULL, &sr), ==, FIELDSYNC_EAUTH);
     CHECK(strstr(fieldsync_errmsg(db), "revoked") != NULL);
     CHECK_INT(sr.pending, ==, 1);
     fieldsync_close(db);
     CHECK_INT(log_rows(&w, &w.val), ==, 0);
-    fsc_close(&by.c);
-    ft_world_done(&w);
+    hostile_done(&w, &by);
 }
 
 /* ---- cursors from the future ------------------------------------------------------- */
@@ -553,11 +555,8 @@ static void test_revoked(int argc, char **argv)
 static void test_cursor(int argc, char **argv)
 {
     ft_world w;
-    ft_world_init(&w, argc, argv);
-    daemon_start(&w.t, &w.d, NULL);
-    const schema *s = w.t.s;
-    bystander by = {.dseq = 0};
-    ft_open(&by.c, &w, &w.bo);
+    bystander by;
+    const schema *s = hostile_start(&w, &by, argc, argv, NULL, NULL);
     for (int i = 0; i < 3; i++)
         bystander_sync(&by, s);
     fsc a;
@@ -583,27 +582,22 @@ static void test_cursor(int argc, char **argv)
     CHECK_INT(p.n, ==, 0);
     tpull_free(&p);
     fsc_close(&a);
-    bystander_sync(&by, s);
-    fsc_close(&by.c);
-    ft_world_done(&w);
+    hostile_done(&w, &by);
 }
 
 /* ---- a thousand sessions for one device --------------------------------------------- */
 
 static void test_sessions(int argc, char **argv)
 {
-    ft_world w;
-    ft_world_init(&w, argc, argv);
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
         rl.rlim_cur = 4096;
         setrlimit(RLIMIT_NOFILE, &rl); /* the daemon inherits it */
     }
-    daemon_start(&w.t, &w.d, "--log-level", "warning", NULL);
-    const schema *s = w.t.s;
-    bystander by = {.dseq = 0};
-    ft_open(&by.c, &w, &w.bo);
+    ft_world w;
+    bystander by;
+    const schema *s = hostile_start(&w, &by, argc, argv, "--log-level", "warning");
     enum { N = 1000 };
     fsc *c = calloc(N, sizeof *c);
     /* every connection first, then every hello, then read every answer */
@@ -651,8 +645,7 @@ static void test_sessions(int argc, char **argv)
     char m[16384];
     CHECK_INT(http_get(w.d.port, "/metrics", NULL, m, sizeof m), ==, 200);
     CHECK(strstr(m, "fieldsync_errors_sent_total{code=\"LIMIT\"} 996\n") != NULL);
-    fsc_close(&by.c);
-    ft_world_done(&w);
+    hostile_done(&w, &by);
 }
 
 /* ---- slowloris --------------------------------------------------------------------- */
@@ -691,11 +684,8 @@ static int steal_fd(fsc *c)
 static void test_slowloris(int argc, char **argv)
 {
     ft_world w;
-    ft_world_init(&w, argc, argv);
-    daemon_start(&w.t, &w.d, "--idle-timeout", "2", NULL);
-    const schema *s = w.t.s;
-    bystander by = {.dseq = 0};
-    ft_open(&by.c, &w, &w.bo);
+    bystander by;
+    const schema *s = hostile_start(&w, &by, argc, argv, "--idle-timeout", "2");
     /* a frame header announcing 100,000 bytes, masked (clients must mask) */
     static uint8_t frame_drip[64];
     size_t fd_n = 0;
@@ -791,31 +781,16 @@ static void test_slowloris(int argc, char **argv)
         close(L[i].fd);
     }
     CHECK_INT(bad, ==, 0);
-    bystander_sync(&by, s);
-    fsc_close(&by.c);
-    ft_world_done(&w);
+    hostile_done(&w, &by);
 }
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-    const char *name = argc > 1 ? argv[argc - 1] : "";
-    static const struct {
-        const char *name;
-        void (*fn)(int, char **);
-    } cases[] = {
+    static const ft_case cases[] = {
         {"changes", test_changes},     {"clocks", test_clocks},
         {"sequences", test_sequences}, {"revoked", test_revoked},
         {"cursor", test_cursor},       {"sessions", test_sessions},
         {"slowloris", test_slowloris},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (!strcmp(cases[i].name, name)) {
-            cases[i].fn(argc, argv);
-            printf("fault_hostile %s: ok\n", name);
-            return 0;
-        }
-    fprintf(stderr, "usage: fault_hostile --bin FIELDSYNCD CASE\n");
-    return 2;
+    return ft_main_cases(argc, argv, "fault_hostile", cases, sizeof cases / sizeof cases[0]);
 }

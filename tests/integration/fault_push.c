@@ -36,25 +36,13 @@ static const char *const points[] = {"push_before_tx", "push_in_tx", "push_after
 
 static void make_a_work(fieldsync_db *a)
 {
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(a, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "刘小燕"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
     char child[40];
-    snprintf(child, sizeof child, "%s", fieldsync_record_id(r));
-    fieldsync_record_free(r);
-    for (int i = 0; i < N_VISITS; i++) {
-        CHECK_OK(fieldsync_record_new(a, "visit", &r));
-        CHECK_OK(fieldsync_set_ref(r, "child", child));
-        CHECK_OK(fieldsync_set_enum(r, "kind", "home_visit"));
-        CHECK_OK(fieldsync_set_time(r, "visited_at", 1725235200 + i * 3600));
-        CHECK_OK(fieldsync_set_text(r, "mood", "情绪稳定"));
-        CHECK_OK(fieldsync_record_save(r));
-        fieldsync_record_free(r);
-    }
+    it_child(a, "刘小燕", "V1", child);
+    for (int i = 0; i < N_VISITS; i++)
+        it_visit(a, child, 1725235200 + i * 3600, "情绪稳定");
     static const char *const schools[N_EDITS] = {"一小", "二小", "三小", "四小", "中心小学"};
     for (int i = 0; i < N_EDITS; i++) {
+        fieldsync_record *r;
         CHECK_OK(fieldsync_record_load(a, child, &r));
         CHECK_OK(fieldsync_set_text(r, "school", schools[i]));
         CHECK_OK(fieldsync_record_save(r));
@@ -70,31 +58,20 @@ static long long a_count(srv *s, const char *dev)
 /* One deployment, killed at `point` of push `at`. */
 static void run(const char *point, int at)
 {
-    char dir[64];
-    it_mkdir("fault-push", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role visitor --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "visitor", "V1"}};
+    it_world(&s, "fault-push", users, 2);
     char fault[64];
     snprintf(fault, sizeof fault, "%s:%d", point, at);
     ft_opts o = {.fault = fault};
     ft_srv_start(&s, &o);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
-    fieldsync_identity ida;
-    CHECK_OK(fieldsync_identity_get(a, &ida));
     char dev[40];
-    ft_hex_id(ida.device, dev);
+    it_device_hex(a, dev);
 
     /* push 1: B's child */
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(b, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "陈东"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    fieldsync_record_free(r);
+    it_child(b, "陈东", "V1", NULL);
     fieldsync_sync_opts so = {.first_batch = 5, .max_batch = 10, .connect_timeout_ms = 5000,
                               .reply_timeout_ms = 5000};
     fieldsync_sync_result res;
@@ -145,20 +122,13 @@ static void run(const char *point, int at)
     CHECK_OK(fieldsync_sync(a, &so, NULL, NULL, &res));
 
     /* exactly once, by (device, dseq) */
-    CHECK_INT(a_count(&s, dev), ==, A_TOTAL);
-    CHECK_INT(it_sqlnum(s.db, "SELECT count(DISTINCT dseq) FROM log WHERE device = X'%s'", dev),
-              ==, A_TOTAL);
-    CHECK_INT(it_sqlnum(s.db, "SELECT min(dseq) FROM log WHERE device = X'%s'", dev), ==, 1);
-    CHECK_INT(it_sqlnum(s.db, "SELECT max(dseq) FROM log WHERE device = X'%s'", dev), ==,
-              A_TOTAL);
+    it_check_once(s.db, dev, A_TOTAL);
     CHECK_INT(it_sqlnum(s.db, "SELECT count(*) FROM log"), ==, A_TOTAL + 1);
     CHECK_INT(it_sqlnum(s.db, "SELECT count(*) FROM refused"), ==, 0);
     char pa[256], pb[256];
     it_dbpath(&s, "a", pa, sizeof pa);
     it_dbpath(&s, "b", pb, sizeof pb);
-    CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM dev_outbox"), ==, 0);
-    CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM dev_refused"), ==, 0);
-    CHECK_INT(it_sqlnum(pa, "SELECT count(*) FROM log WHERE device = X'%s'", dev), ==, A_TOTAL);
+    it_check_device_done(pa, dev, A_TOTAL);
     CHECK_INT(it_sqlnum(pb, "SELECT count(*) FROM log"), ==, A_TOTAL + 1);
     fieldsync_close(a);
     fieldsync_close(b);
@@ -166,7 +136,7 @@ static void run(const char *point, int at)
     /* converged: both replicas and the server */
     ft_check_same_state(pa, false, pb, false);
     ft_check_same_state(pa, false, s.db, true);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
 }
 
 int main(void)

@@ -614,14 +614,10 @@ static void test_restore(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    char dir[64];
-    it_mkdir("fault-restore", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role visitor --villages V1");
-    it_admin(&s, "user add vc --role visitor --villages V1");
+    static const it_user users[] = {
+        {"va", "visitor", "V1"}, {"vb", "visitor", "V1"}, {"vc", "visitor", "V1"}};
+    it_world(&s, "fault-restore", users, 3);
     ft_srv_start(&s, NULL);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
@@ -637,7 +633,7 @@ static void test_restore(int argc, char **argv)
     it_sync(b);
     it_sync(c);
     char bak[200];
-    snprintf(bak, sizeof bak, "%s/backup.db", dir);
+    snprintf(bak, sizeof bak, "%s/backup.db", s.dir);
     it_admin(&s, "backup %s", bak);
     /* after the backup: A's changes acknowledged, B pulls them; C is away */
     k[2] = child_of(a, "备份后一");
@@ -690,26 +686,13 @@ static void test_restore(int argc, char **argv)
     fieldsync_close(a);
     fieldsync_close(b);
     fieldsync_close(c);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
 }
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-    const char *name = argc > 1 ? argv[argc - 1] : "";
-    static const struct {
-        const char *name;
-        void (*fn)(int, char **);
-    } cases[] = {{"diskfull", test_diskfull}, {"locked", test_locked},
-                 {"readonly", test_readonly}, {"schema", test_schema},
-                 {"restore", test_restore}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (!strcmp(cases[i].name, name)) {
-            cases[i].fn(argc, argv);
-            printf("fault_store %s: ok\n", name);
-            return 0;
-        }
-    fprintf(stderr, "usage: fault_store --bin FIELDSYNCD diskfull|locked|readonly|schema|restore\n");
-    return 2;
+    static const ft_case cases[] = {{"diskfull", test_diskfull}, {"locked", test_locked},
+                                    {"readonly", test_readonly}, {"schema", test_schema},
+                                    {"restore", test_restore}};
+    return ft_main_cases(argc, argv, "fault_store", cases, sizeof cases / sizeof cases[0]);
 }

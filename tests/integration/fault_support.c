@@ -21,6 +21,24 @@
 #include <time.h>
 #include <unistd.h>
 
+int ft_main_cases(int argc, char **argv, const char *prog, const ft_case *cases, size_t n)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    const char *name = argc > 1 ? argv[argc - 1] : "";
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(cases[i].name, name)) {
+            cases[i].fn(argc, argv);
+            printf("%s %s: ok\n", prog, name);
+            return 0;
+        }
+    fprintf(stderr, "usage: %s --bin FIELDSYNCD CASE, CASE one of:", prog);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, " %s", cases[i].name);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
 int64_t ft_now_ms(void)
 {
     struct timespec ts;
@@ -42,11 +60,7 @@ long ft_env_long(const char *name, long def)
 
 void ft_hex_id(const char *id, char *hex)
 {
-    size_t k = 0;
-    for (const char *p = id; *p; p++)
-        if (*p != '-')
-            hex[k++] = *p;
-    hex[k] = '\0';
+    it_hex_id(id, hex);
 }
 
 int ft_srv_start(srv *s, const ft_opts *o)

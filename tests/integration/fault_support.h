@@ -70,8 +70,18 @@ void ft_admin(tenv *t, ...);
 /* Opens a READY session of dev (aborts if refused). */
 void ft_open(fsc *c, ft_world *w, const enrolled *dev);
 
-/* Device id text without dashes (for X'...' literals in SQL). */
+/* Device id text without dashes (for X'...' literals in SQL): it_hex_id. */
 void ft_hex_id(const char *id, char *hex);
+
+/* A binary's cases: one CTest test per case (fault.cmake), named by the last argument. */
+typedef struct ft_case {
+    const char *name;
+    void (*fn)(int argc, char **argv);
+} ft_case;
+/* The main() of a binary with cases: line-buffered stdout, SIGPIPE ignored, runs the case
+ * named by argv's last argument and prints "PROG CASE: ok"; returns 0, or 2 (with the usage)
+ * when no case has that name. */
+int ft_main_cases(int argc, char **argv, const char *prog, const ft_case *cases, size_t n);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t ft_now_ms(void);

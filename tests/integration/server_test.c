@@ -1110,8 +1110,11 @@ static void test_malformed(int argc, char **argv)
     bad_frame(&w, &by, "", 0, 2, WERR_BAD_FRAME);
     /* frame header: unknown flag, unknown dictionary, declared size over the limit */
     static const uint8_t badflag[] = {0x80, 0x00, 0x91, 0x09};
-    static const uint8_t baddict[] = {0x01, 0xc8, 0x00, 0x00, 0x00, 0x02, 0x28, 0xb5, 0x2f};
-    static const uint8_t toobig[] = {0x01, 0x01, 0x00, 0x20, 0x00, 0x00, 0x28, 0xb5, 0x2f};
+    /* (compressed: flags 01, dictionary, then a magicless zstd frame header whose content
+     * size is the body's length: 20 02 = single segment, 2 bytes; 80 00 00 00 20 00 = a
+     * 4-byte size, 2 MiB, over max_frame) */
+    static const uint8_t baddict[] = {0x01, 0xc8, 0x20, 0x02, 0x28, 0xb5, 0x2f};
+    static const uint8_t toobig[] = {0x01, 0x01, 0x80, 0x00, 0x00, 0x00, 0x20, 0x00, 0x28, 0xb5};
     bad_frame(&w, &by, badflag, sizeof badflag, 2, WERR_BAD_FRAME);
     bad_frame(&w, &by, baddict, sizeof baddict, 2, WERR_BAD_FRAME);
     bad_frame(&w, &by, toobig, sizeof toobig, 2, WERR_TOO_BIG);
@@ -1362,6 +1365,46 @@ static void test_idle(int argc, char **argv)
     world_done(&w);
 }
 
+/* ---- a session waiting for the server is not idle --------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* On a saturated market day a parked message (session.c) can wait tens of seconds for its
+ * slice, and its session is not read meanwhile: neither the device's answer to lws'
+ * keep-alive ping nor anything else. The fault point park_hold makes every parked message
+ * (hello, push) wait 4 s, and the daemon pings after 2 s of silence, hangs up 1 s later
+ * without a pong, and ends sessions idle for 2 s: the hello and the push must still be
+ * answered on the same connection. */
+static void test_parked(int argc, char **argv)
+{
+    world w;
+    world_init(&w, argc, argv, false);
+    setenv("FIELDSYNC_FAULT", "park_hold:4000", 1);
+    daemon_start(&w.t, &w.d, "--keepalive", "2", "--idle-timeout", "2", NULL);
+    unsetenv("FIELDSYNC_FAULT");
+    fsc a;
+    double t0 = now_s();
+    open_ok(&a, &w, &w.ana); /* the welcome comes after the 4 s hold */
+    CHECK(now_s() - t0 >= 3.9); /* the hold did happen: the fault point works */
+    rid_t id;
+    new_id(&id);
+    change ch;
+    mk_child(&ch, w.t.s, &id, "等", "V1", 1);
+    tres res;
+    t0 = now_s();
+    rawws_push_ok(&a, &ch, 1, &res);
+    CHECK(now_s() - t0 >= 3.9);
+    CHECK_RES(res, 0, 0);
+    fsc_ping(&a, 7); /* the same connection, still open */
+    fsc_close(&a);
+    world_done(&w);
+}
+
 /* ---- export, backup and restore with data ----------------------------------------- */
 
 static char *slurp(const char *path)
@@ -1596,7 +1639,7 @@ static const tcase cases[] = {
     {"scope", test_scope},       {"conflict", test_conflict},   {"review", test_review},
     {"ledger", test_ledger},     {"malformed", test_malformed}, {"shutdown", test_shutdown},
     {"http", test_http},         {"idle", test_idle},           {"admin_data", test_admin_data},
-    {"versions", test_versions}, {"busy", test_busy},
+    {"versions", test_versions}, {"busy", test_busy},           {"parked", test_parked},
 };
 
 int main(int argc, char **argv)

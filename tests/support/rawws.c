@@ -23,6 +23,11 @@ void rawws_push_body(fsc *c, const void *body, size_t len, tres *res, uint32_t n
 {
     fsc_send(c, body, len);
     CHECK_OK(fsc_recv(c, 10000));
+    rawws_read_push_result(c, res, n);
+}
+
+void rawws_read_push_result(fsc *c, tres *res, uint32_t n)
+{
     if (c->m.type != MSG_PUSH_RESULT) {
         fprintf(stderr, "expected push_result, got %u (%s %s)\n", c->m.type,
                 wire_err_name(c->err_code), c->err_text);

@@ -41,6 +41,9 @@ void rawws_push_ok(fsc *c, change *ch, size_t n, tres *res);
  * would build) and reads the push_result that must answer it: exactly n results into res.
  * Aborts on any other answer. */
 void rawws_push_body(fsc *c, const void *body, size_t len, tres *res, uint32_t n);
+/* The push_result just received on c (c->m): exactly n results into res. Aborts, with the
+ * code and text, on any other message. */
+void rawws_read_push_result(fsc *c, tres *res, uint32_t n);
 
 /* Packs a hello of device dev with token, schema version, client clock and agent (all
  * borrowed) into sb (initialised by the caller, who destroys it). */
