@@ -790,6 +790,15 @@ static void flush_done(store *st, uint64_t last)
         cache_clear(st, false);
 }
 
+/* Flush order: by (record, field), the key of `fields`, so that the writes walk the table's
+ * B-tree once from left to right instead of dirtying a random leaf page per state. */
+static int centry_key_cmp(const void *pa, const void *pb)
+{
+    const centry *a = *(centry *const *)pa, *b = *(centry *const *)pb;
+    int c = memcmp(a->record.b, b->record.b, sizeof a->record.b);
+    return c ? c : (int)a->field - (int)b->field;
+}
+
 int store_flush(store *st, fs_error *e)
 {
     if (!st->n_dirty) {
@@ -805,6 +814,8 @@ int store_flush(store *st, fs_error *e)
     /* write only states that include everything logged so far, never older ones over newer
      * ones another handle wrote */
     int rc = outer ? 0 : catch_up(st);
+    if (!rc && st->n_dirty > 1)
+        qsort(st->dirty, st->n_dirty, sizeof *st->dirty, centry_key_cmp);
     for (size_t i = 0; i < st->n_dirty && !rc; i++) {
         centry *c = st->dirty[i];
         const schema_type *t = schema_type_by_id(st->s, c->type);
