@@ -1004,18 +1004,20 @@ int store_resolve_abbrev(store *st, const uint8_t *prefix, rid_t *out)
         return FS_EIO;
     sqlite3_bind_blob(s, 1, lo, 16, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, hi, 16, SQLITE_STATIC);
-    int n = 0, rc;
+    rid_t first = {{0}};
+    int n = 0, rc = SQLITE_DONE;
     while (n < 2 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (n == 0 && sqlite3_column_bytes(s, 0) == 16)
-            memcpy(out->b, sqlite3_column_blob(s, 0), 16);
+            memcpy(first.b, sqlite3_column_blob(s, 0), 16);
         n++;
     }
-    if (n < 2 && rc != SQLITE_DONE) {
-        sqlite3_reset(s);
-        return FS_EIO;
-    }
     sqlite3_reset(s);
-    return n == 1 ? 0 : n == 0 ? FS_ENOTFOUND : FS_EREC_ABBREV;
+    if (n < 2 && rc != SQLITE_DONE)
+        return FS_EIO;
+    if (n != 1)
+        return n ? FS_EREC_ABBREV : FS_ENOTFOUND;
+    *out = first;
+    return 0;
 }
 
 /* ---- applying ------------------------------------------------------------------------ */

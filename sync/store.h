@@ -181,8 +181,8 @@ int store_field_get(store *st, const rid_t *record, int field, field_state *out)
  * the call), looked up among ALL records of the store (not a user's scope: the caller checks
  * scope afterwards, as for a full id) by a range of the records' primary key. Returns 0 with
  * *out the one record whose id starts with prefix, FS_ENOTFOUND when none does,
- * FS_EREC_ABBREV when several do, or FS_EIO. Inside a group or batch it sees the records
- * written so far. */
+ * FS_EREC_ABBREV when several do, or FS_EIO (*out untouched but on 0). Inside a group or
+ * batch it sees the records written so far. */
 int store_resolve_abbrev(store *st, const uint8_t *prefix, rid_t *out);
 
 /* Record header. scope_out (if not NULL) receives up to cap bytes, NUL-terminated. */
