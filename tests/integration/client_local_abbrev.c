@@ -183,11 +183,46 @@ static void test_abbrev_outbox(void)
     fieldsync_close(db);
 }
 
+/* welcome from a server restored from a backup (server_dseq below what this replica had
+ * answers for): the replica stops abbreviating */
+static void test_restored_server(void)
+{
+    fieldsync_db *db = open_enrolled("restored.db", "ffeeddccbbaa99887766554433221100");
+    rid_t x;
+    new_child(db, &x);
+    ob_batch b = {0};
+    wire_result res[4];
+    ob_counts cnt = {0};
+    CHECK_OK(outbox_next_batch(db, 16, 65536, &b));
+    result(&res[0], b.items[0].dseq, APPLY_ACCEPTED, 0);
+    CHECK_OK(outbox_apply_results(db, &b, res, 1, &cnt));
+    set_grade(db, &x, 2);
+    CHECK_OK(outbox_next_batch(db, 16, 65536, &b));
+    expect_form(db, &b.items[0], &x, true);
+    result(&res[0], b.items[0].dseq, APPLY_ACCEPTED, 0);
+    CHECK_OK(outbox_apply_results(db, &b, res, 1, &cnt));
+    CHECK_INT(sdk_count(db, "SELECT count(*) FROM dev_outbox"), ==, 0);
+    /* the server says it consumed nothing of ours: both changes go back into the outbox
+     * (requeue), in full, and so does everything after */
+    CHECK_OK(sdk_begin(db));
+    CHECK_OK(outbox_welcome(db, 0));
+    CHECK_OK(sdk_commit(db));
+    set_grade(db, &x, 3);
+    CHECK_OK(outbox_next_batch(db, 16, 65536, &b));
+    CHECK_INT(b.n, ==, 3);
+    expect_form(db, &b.items[0], &x, false);
+    expect_form(db, &b.items[1], &x, false);
+    expect_form(db, &b.items[2], &x, false);
+    ob_batch_free(&b);
+    fieldsync_close(db);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/fs-client-abbrev-XXXXXX");
     CHECK(mkdtemp(dir));
     test_abbrev_outbox();
+    test_restored_server();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK_OK(system(cmd));
