@@ -24,7 +24,13 @@
  *   zstd, no dict      2-byte header + zstd level 3 without dictionary, frame parameters as the
  *                      protocol asks (no magic number, dictionary id or checksum; content
  *                      size), even when it is larger than raw (the wire would then send raw).
- *   zstd + dict 1      wire_frame_encode(dict 1): exactly what the engine sends today.
+ *   zstd + dict 1, full ids   as the next row, but every record id in full (bin16): the
+ *                      wire before abbreviated record ids (issue #7), kept for comparison.
+ *   zstd + dict 1      wire_frame_encode(dict 1): exactly what the engine sends today. Every
+ *                      row from "MessagePack frame, raw" down (but the one above) carries the
+ *                      record ids of edits abbreviated to 9 bytes (protocol §3.1), as the SDK
+ *                      sends them: the workload's edits are of records the server holds.
+ *                      Creates (visits, children) always carry the full id.
  *   zstd + dict 1 (p)  the same with the frame parameters the protocol specifies set here
  *                      (ZSTD_CCtx_refCDict + ZSTD_compress2; level WIRE_SMALL_LEVEL up to
  *                      WIRE_SMALL_BODY bytes, else WIRE_LEVEL), raw when not smaller. The two
@@ -333,11 +339,12 @@ static char *json_doc(const schema *s, fakedata *fd, doc *d, const change *c, bo
 /* ---- samples ----------------------------------------------------------------------------- */
 
 enum enc {
-    E_JSON, E_JSON_DELTA, E_JSON_ZSTD, E_RAW, E_ZSTD, E_DICT, E_DICT_P, N_ENC
+    E_JSON, E_JSON_DELTA, E_JSON_ZSTD, E_RAW, E_ZSTD, E_DICT_FULL, E_DICT, E_DICT_P, N_ENC
 };
 static const char *const enc_names[N_ENC] = {
     "JSON document (CouchDB-style)", "JSON field delta (named)", "JSON document + zstd",
-    "MessagePack frame, raw",        "zstd, no dictionary",      "zstd + dict 1 (wire today)",
+    "MessagePack frame, raw",        "zstd, no dictionary",
+    "zstd + dict 1, full record ids", "zstd + dict 1 (wire today)",
     "zstd + dict 1 (patched frame)",
 };
 
@@ -375,12 +382,14 @@ static const char *const proto_names[N_PROTO] = {
 
 typedef struct sample {
     char *json, *json_delta; /* the document alone, with _bulk_docs added when measured */
-    uint8_t *mp;             /* the change in push form */
+    uint8_t *mp;             /* the change in push form, as sent (an edit's id abbreviated) */
     size_t mp_len;
     uint32_t recno;          /* the record's ordinal in this run (prototype record numbers) */
     uint8_t field;           /* the first field's number (the breakdown by field) */
     uint64_t hlc, base;      /* the change's clocks and its record id's millisecond */
     uint64_t id_ms;
+    uint8_t *mp_full;        /* the same with the full record id */
+    size_t mp_full_len;
 } sample;
 
 typedef struct workload {
@@ -412,6 +421,7 @@ static void wl_free(workload *w)
         free(w->s[i].json);
         free(w->s[i].json_delta);
         free(w->s[i].mp);
+        free(w->s[i].mp_full);
     }
     free(w->s);
 }
@@ -429,7 +439,16 @@ static sample make_sample(const schema *s, fakedata *fd, docs *ds, const change 
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (change_pack(&pk, c, false))
         die_oom();
-    sm.mp = (uint8_t *)sb.data; /* taken over from the sbuffer */
+    sm.mp_full = (uint8_t *)sb.data; /* taken over from the sbuffer */
+    sm.mp_full_len = sb.size;
+    /* an edit (base != 0) is of a record the server holds: the SDK abbreviates its id */
+    change ab = *c;
+    ab.abbrev = c->base != 0;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (change_pack(&pk, &ab, false))
+        die_oom();
+    sm.mp = (uint8_t *)sb.data;
     sm.mp_len = sb.size;
     sm.recno = (uint32_t)(d - ds->d);
     sm.field = c->n_fields ? c->fields[0].num : 0;
@@ -550,11 +569,14 @@ static void measure(coders *k, workload *w, size_t from, size_t n, uint64_t batc
     buf json = {0}, delta = {0};
     buf_str(&json, "{\"docs\":[");
     buf_str(&delta, "{\"docs\":[");
-    msgpack_sbuffer sb;
+    msgpack_sbuffer sb, sbf;
     msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
+    msgpack_sbuffer_init(&sbf);
+    msgpack_packer pk, pkf;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (wire_pack_push_header(&pk, batch_id, (uint32_t)n))
+    msgpack_packer_init(&pkf, &sbf, msgpack_sbuffer_write);
+    if (wire_pack_push_header(&pk, batch_id, (uint32_t)n) ||
+        wire_pack_push_header(&pkf, batch_id, (uint32_t)n))
         die_oom();
     for (size_t i = from; i < from + n; i++) {
         const sample *sm = &w->s[i];
@@ -565,6 +587,7 @@ static void measure(coders *k, workload *w, size_t from, size_t n, uint64_t batc
         buf_str(&json, sm->json);
         buf_str(&delta, sm->json_delta);
         msgpack_sbuffer_write(&sb, (const char *)sm->mp, sm->mp_len);
+        msgpack_sbuffer_write(&sbf, (const char *)sm->mp_full, sm->mp_full_len);
     }
     buf_str(&json, "],\"new_edits\":false}");
     buf_str(&delta, "],\"new_edits\":false}");
@@ -577,6 +600,9 @@ static void measure(coders *k, workload *w, size_t from, size_t n, uint64_t batc
         die_oom();
     out[E_RAW] = flen;
     out[E_ZSTD] = 2 + zstd_size(k, k->plain, sb.data, sb.size);
+    if (wire_frame_encode(k->codec, sbf.data, sbf.size, DICT_ID, 0, &f, &flen))
+        die_oom();
+    out[E_DICT_FULL] = flen;
     if (wire_frame_encode(k->codec, sb.data, sb.size, DICT_ID, 0, &f, &flen))
         die_oom();
     out[E_DICT] = flen;
@@ -588,6 +614,7 @@ static void measure(coders *k, workload *w, size_t from, size_t n, uint64_t batc
     free(json.p);
     free(delta.p);
     msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&sbf);
 }
 
 static void run(coders *k, workload *w)
@@ -662,7 +689,7 @@ static void proto_body(const workload *w, size_t from, size_t n, uint64_t batch_
     for (size_t i = from; i < from + n; i++) {
         const sample *sm = &w->s[i];
         /* push form: 96 <type: 1 B> c4 10 <16 B id> <rest> */
-        const uint8_t *mp = sm->mp;
+        const uint8_t *mp = sm->mp_full; /* the prototypes start from full ids */
         if (mp[0] != 0x96 || mp[1] > 0x7f || mp[2] != 0xc4 || mp[3] != 0x10) {
             fprintf(stderr, "bench_bytes: unexpected push form\n");
             exit(1);
@@ -690,12 +717,12 @@ static void proto_body(const workload *w, size_t from, size_t n, uint64_t batch_
             pack_clock(&pk, sm->base, id_ms, hlc_physical_ms(sm->base) == id_ms);
             size_t o = 20 + mp_item(mp + 20);
             o += mp_item(mp + o);
-            msgpack_sbuffer_write(sb, (const char *)mp + o, sm->mp_len - o);
+            msgpack_sbuffer_write(sb, (const char *)mp + o, sm->mp_full_len - o);
             continue;
         }
         if ((v & V_AGED) && !(v & (V_RECNO3 | V_RECNO5))) /* a create: nothing to age */
             msgpack_sbuffer_write(sb, (const char *)mp + 2, 18);
-        msgpack_sbuffer_write(sb, (const char *)mp + 20, sm->mp_len - 20);
+        msgpack_sbuffer_write(sb, (const char *)mp + 20, sm->mp_full_len - 20);
     }
 }
 
@@ -1179,11 +1206,13 @@ int main(int argc, char **argv)
         size_t l = strlen(cmd);
         snprintf(cmd + l, sizeof cmd - l, "%s%s", i ? " " : "", argv[i]);
     }
-    double mp_visit = 0, mp_edit = 0;
+    double mp_visit = 0, mp_edit = 0, mp_edit_full = 0;
     for (size_t i = 0; i < visits.n; i++)
         mp_visit += (double)visits.s[i].mp_len;
-    for (size_t i = 0; i < edits.n; i++)
+    for (size_t i = 0; i < edits.n; i++) {
         mp_edit += (double)edits.s[i].mp_len;
+        mp_edit_full += (double)edits.s[i].mp_full_len;
+    }
     printf("bench_bytes — bytes on the wire per change\n");
     printf("  machine   %s %s, %ld cpus, %s\n", un.sysname, un.machine,
            sysconf(_SC_NPROCESSORS_ONLN), cpu);
@@ -1194,11 +1223,12 @@ int main(int argc, char **argv)
            ZSTD_versionString(), WIRE_SMALL_LEVEL, WIRE_SMALL_BODY, WIRE_LEVEL, dict_path,
            dict_len, s->version);
     printf("  workload  fakedata seed %" PRIu64 ": %d visits (push-form change %.0f B on\n"
-           "            average), %d single-field child edits (%.0f B), %d child creates;\n"
+           "            average), %d single-field child edits (%.0f B; %.0f B with the full\n"
+           "            record id), %d child creates;\n"
            "            'alone' = one message per change, 'batch' = %d changes per message;\n"
            "            figures are mean bytes per change (frame = WebSocket payload)\n",
            seed, N_VISITS, mp_visit / (double)visits.n, N_EDITS, mp_edit / (double)edits.n,
-           N_CHILDREN, BATCH);
+           mp_edit_full / (double)edits.n, N_CHILDREN, BATCH);
     if (free_path)
         printf("  free text visit observations replaced by pieces of %s (%zu bytes),\n"
                "            same byte lengths: text the dictionary has never seen\n",
@@ -1258,9 +1288,10 @@ int main(int argc, char **argv)
         double ws_hdr = b ? 0 : WS_HEADER_SMALL; /* a batch's header is < 1 B per change */
         bool ok = v <= TARGET_EDIT_BYTES;
         fails += !ok;
+        double vf = b ? edits.batch[E_DICT_FULL] : edits.alone[E_DICT_FULL];
         printf("    child-field edit, %-8s <= %.0f B: %6.1f B  %s   (+ WebSocket header: "
-               "%.1f B; patched frame: %.1f B)\n",
-               lbl[b], TARGET_EDIT_BYTES, v, ok ? "PASS" : "MISS", v + ws_hdr, vp);
+               "%.1f B; patched frame: %.1f B; full record ids: %.1f B)\n",
+               lbl[b], TARGET_EDIT_BYTES, v, ok ? "PASS" : "MISS", v + ws_hdr, vp, vf);
     }
     for (int b = 0; b < 2; b++) {
         double json = b ? visits.batch[E_JSON] : visits.alone[E_JSON];

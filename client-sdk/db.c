@@ -11,6 +11,8 @@
  *                     change is first sent: numbering happens at send time, see outbox.c),
  *                     priority (0 fast lane, 1 bulk), created time, type, record, scope and
  *                     scope parent (for lists), clock, the encoded push-form change
+ *                     (body, always with the full record id), and wire: the bytes sent
+ *                     when they differ from body (the record id abbreviated, outbox.c)
  *       dev_refused   changes the server refused, with its code and text, until dismissed
  *       dev_review    review items fetched by a supervisor's device
  * Keeping pending apart from confirmed is invariant 6 of DESIGN.md: a refusal removes the
@@ -41,7 +43,7 @@ static const char *const device_sql =
     "CREATE TABLE IF NOT EXISTS dev_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  dseq INTEGER UNIQUE, priority INTEGER NOT NULL, created INTEGER NOT NULL,"
     "  type INTEGER NOT NULL, record BLOB NOT NULL, scope TEXT, parent BLOB,"
-    "  hlc INTEGER NOT NULL, body BLOB NOT NULL);"
+    "  hlc INTEGER NOT NULL, body BLOB NOT NULL, wire BLOB);"
     "CREATE INDEX IF NOT EXISTS dev_outbox_unsent ON dev_outbox(priority, id) WHERE dseq IS NULL;"
     "CREATE INDEX IF NOT EXISTS dev_outbox_record ON dev_outbox(record);"
     "CREATE INDEX IF NOT EXISTS dev_outbox_scope ON dev_outbox(type, scope);"
@@ -364,6 +366,11 @@ static int open_store(fieldsync_db *db, fs_error *e)
     if (store_set_synchronous(db->st, STORE_SYNC_FULL, e))
         return sdk_fail(db, FIELDSYNC_ESTORE, "%s", e->msg);
     if ((rc = sdk_exec(db, device_sql)))
+        return rc;
+    /* replicas made before dev_outbox.wire (abbreviated record ids, outbox.c) */
+    if (sdk_count(db, "SELECT count(*) FROM pragma_table_info('dev_outbox') WHERE name = 'wire'")
+            == 0 &&
+        (rc = sdk_exec(db, "ALTER TABLE dev_outbox ADD COLUMN wire BLOB")))
         return rc;
     if (store_last_seq(db->st, &db->seen_seq))
         return sdk_sqlfail(db, "log");

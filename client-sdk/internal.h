@@ -146,8 +146,11 @@ void sdk_read_end(fieldsync_db *db, bool own);
 typedef struct ob_item {
     int64_t id;        /* dev_outbox row */
     uint64_t dseq;
-    uint8_t *body;     /* push-form change with its dseq (owned) */
+    uint8_t *body;     /* push-form change with its dseq, as sent (owned) */
     size_t len;
+    uint8_t *full;     /* when body abbreviates the record id: the same change with the
+                          full id (dev_outbox.body, owned), else NULL */
+    size_t full_len;
 } ob_item;
 
 typedef struct ob_batch {
@@ -170,6 +173,7 @@ int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch
 
 typedef struct ob_counts {
     uint64_t accepted, duplicates, refused, gaps;
+    uint64_t resend;   /* EREC_ABBREV: switched to the full record id, to be sent again */
 } ob_counts;
 
 /* Handles the server's answers for batch b: accepted/duplicate changes are applied to the
@@ -203,6 +207,12 @@ int outbox_clock_rewind(fieldsync_db *db, uint64_t server_hlc);
 /* After welcome: the server has consumed dseqs up to server_dseq. Makes sure new numbers
  * start above it. */
 int outbox_welcome(fieldsync_db *db, uint64_t server_dseq);
+
+/* The server was restored from a backup (welcome, a CURSOR error): it may have lost records
+ * this replica holds, so the replica no longer abbreviates record ids (outbox.c), and the
+ * numbered changes above dseq `above` (which the restored server has not consumed) go back
+ * to their full ids. A fieldsync_err. */
+int outbox_distrust(fieldsync_db *db, uint64_t above);
 
 /* Replaces the cached review items with the server's list (body positioned after the
  * message type of a reviews answer). *opened gets the number of items not cached before. */

@@ -16,6 +16,19 @@
  * numbers on restart, or the server would see one dseq with two contents (ESEQ_MISMATCH).
  * Changes already numbered and not yet answered always go first, in dseq order.
  *
+ * Abbreviated record ids (protocol §3.1). When a change is numbered, its record id is
+ * abbreviated (the push form's 9-byte record) if the record is in the confirmed state: the
+ * server accepted or sent it, so it holds it, and records are never deleted there, so a unique
+ * match of the abbreviation is this record. Never for a record whose create is still pending
+ * or was refused (not confirmed). The abbreviated bytes are kept in dev_outbox.wire next to
+ * the full-id body (which everything else here decodes) and fixed with the number, so every
+ * re-send is the same bytes. An EREC_ABBREV answer (the server found none or several records:
+ * not consumed) clears wire: the change goes again, same dseq, with its full id, and the
+ * ESEQ_GAP answers after it in that batch are expected. A server restored from a backup may
+ * have lost records this replica holds: from the first sign of it (outbox_distrust) this
+ * replica never abbreviates again (simple and safe: restores are rare, the cost is 7 bytes a
+ * change).
+ *
  * Results: accepted and duplicate changes are applied to the confirmed state with
  * store_apply_batch() (as this device, with the user and role of the session); its
  * before_commit hook (batch_commit_hook) deletes each one's outbox row inside that same
@@ -33,8 +46,10 @@
 
 void ob_batch_clear(ob_batch *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
         free(b->items[i].body);
+        free(b->items[i].full);
+    }
     b->n = 0;
     b->bytes = 0;
 }
@@ -47,7 +62,9 @@ void ob_batch_free(ob_batch *b)
     b->cap = 0;
 }
 
-static int batch_add(ob_batch *b, int64_t id, uint64_t dseq, const void *body, size_t len)
+/* Adds a change: body is what is sent; full (NULL if body is it) the full-id body. */
+static int batch_add(ob_batch *b, int64_t id, uint64_t dseq, const void *body, size_t len,
+                     const void *full, size_t full_len)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
@@ -61,7 +78,15 @@ static int batch_add(ob_batch *b, int64_t id, uint64_t dseq, const void *body, s
     if (!copy)
         return FIELDSYNC_ENOMEM;
     memcpy(copy, body, len);
-    b->items[b->n++] = (ob_item){.id = id, .dseq = dseq, .body = copy, .len = len};
+    uint8_t *fcopy = NULL;
+    if (full && !(fcopy = malloc(full_len ? full_len : 1))) {
+        free(copy);
+        return FIELDSYNC_ENOMEM;
+    }
+    if (full)
+        memcpy(fcopy, full, full_len);
+    b->items[b->n++] = (ob_item){.id = id, .dseq = dseq, .body = copy, .len = len,
+                                 .full = fcopy, .full_len = fcopy ? full_len : 0};
     b->bytes += len;
     return 0;
 }
@@ -187,7 +212,18 @@ static int plan_closure(fieldsync_db *db, plan *p, int64_t cand, const void *bod
     return rc;
 }
 
-/* Gives change row id its dseq: rewrites its body with the number and adds it to b. */
+/* Whether a change of record may go out with its id abbreviated: the record is in the
+ * confirmed state (so the server holds it) and no server restore was seen. */
+static bool may_abbrev(fieldsync_db *db, const rid_t *record)
+{
+    uint64_t off = 0;
+    if (kv_get_u64(db, "abbrev_off", &off) || off)
+        return false;
+    return store_record_get(db->st, record, NULL, NULL, 0) == 0;
+}
+
+/* Gives change row id its dseq: rewrites its body with the number, fixes whether its record
+ * id goes abbreviated (wire), and adds it to b. */
 static int number_one(fieldsync_db *db, const dep *d, uint64_t dseq, change *c,
                       msgpack_sbuffer *sb, ob_batch *b)
 {
@@ -203,18 +239,34 @@ static int number_one(fieldsync_db *db, const dep *d, uint64_t dseq, change *c,
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     if (change_pack(&pk, c, false))
         return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    size_t full_len = sb->size;
+    if (may_abbrev(db, &c->record)) { /* the abbreviated form follows the body in sb */
+        c->abbrev = true;
+        rc = change_pack(&pk, c, false);
+        c->abbrev = false;
+        if (rc)
+            return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
+    }
+    const char *data = sb->data;
+    size_t wire_len = sb->size - full_len;
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db->sql, "UPDATE dev_outbox SET dseq = ?1, body = ?2 WHERE id = ?3",
+    if (sqlite3_prepare_v2(db->sql,
+                           "UPDATE dev_outbox SET dseq = ?1, body = ?2, wire = ?4 WHERE id = ?3",
                            -1, &s, NULL))
         return sdk_sqlfail(db, "outbox");
     sqlite3_bind_int64(s, 1, (sqlite3_int64)dseq);
-    sqlite3_bind_blob(s, 2, sb->data, (int)sb->size, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, data, (int)full_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, d->id);
+    if (wire_len)
+        sqlite3_bind_blob(s, 4, data + full_len, (int)wire_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 4);
     int step = sqlite3_step(s);
     sqlite3_finalize(s);
     if (step != SQLITE_DONE)
         return sdk_sqlfail(db, "outbox");
-    rc = batch_add(b, d->id, dseq, sb->data, sb->size);
+    rc = wire_len ? batch_add(b, d->id, dseq, data + full_len, wire_len, data, full_len)
+                  : batch_add(b, d->id, dseq, data, full_len, NULL, 0);
     return rc ? sdk_fail(db, rc, "out of memory") : 0;
 }
 
@@ -226,7 +278,7 @@ int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch
     /* 1. numbered, unanswered: in dseq order, before anything new */
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(db->sql,
-                           "SELECT id, dseq, body FROM dev_outbox WHERE dseq IS NOT NULL "
+                           "SELECT id, dseq, body, wire FROM dev_outbox WHERE dseq IS NOT NULL "
                            "ORDER BY dseq LIMIT ?1",
                            -1, &s, NULL))
         return sdk_sqlfail(db, "outbox");
@@ -234,13 +286,16 @@ int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch
     int rc = 0, step;
     bool more_numbered = false;
     while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        size_t len = (size_t)sqlite3_column_bytes(s, 2);
+        bool ab = sqlite3_column_type(s, 3) == SQLITE_BLOB; /* sent abbreviated */
+        size_t len = (size_t)sqlite3_column_bytes(s, ab ? 3 : 2);
         if (b->n && (b->n >= max_n || b->bytes + len > max_bytes)) {
             more_numbered = true;
             break;
         }
+        const void *full = ab ? sqlite3_column_blob(s, 2) : NULL;
+        size_t full_len = ab ? (size_t)sqlite3_column_bytes(s, 2) : 0;
         rc = batch_add(b, sqlite3_column_int64(s, 0), (uint64_t)sqlite3_column_int64(s, 1),
-                       sqlite3_column_blob(s, 2), len);
+                       sqlite3_column_blob(s, ab ? 3 : 2), len, full, full_len);
         if (rc)
             rc = sdk_fail(db, rc, "out of memory");
     }
@@ -504,12 +559,29 @@ static int requeue_lost(fieldsync_db *db, uint64_t server_dseq, uint64_t acked)
     return 0;
 }
 
+int outbox_distrust(fieldsync_db *db, uint64_t above)
+{
+    int rc = kv_set_u64(db, "abbrev_off", 1);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db->sql, "UPDATE dev_outbox SET wire = NULL WHERE dseq > ?1", -1, &s,
+                           NULL))
+        return sdk_sqlfail(db, "outbox");
+    sqlite3_bind_int64(s, 1, above > INT64_MAX ? INT64_MAX : (sqlite3_int64)above);
+    int step = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return step == SQLITE_DONE ? 0 : sdk_sqlfail(db, "outbox");
+}
+
 int outbox_welcome(fieldsync_db *db, uint64_t server_dseq)
 {
     uint64_t next, acked;
     int rc = kv_get_u64(db, "next_dseq", &next);
     if (!rc)
         rc = kv_get_u64(db, "acked_dseq", &acked);
+    if (!rc && server_dseq < acked)
+        rc = outbox_distrust(db, server_dseq);
     if (!rc && server_dseq < acked)
         rc = requeue_lost(db, server_dseq, acked);
     if (rc)
@@ -612,7 +684,7 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
         return sdk_fail(db, FIELDSYNC_ENOMEM, "out of memory");
     }
     size_t k = 0;
-    bool gap = false;
+    bool gap = false, resend = false;
     uint64_t acked = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const ob_item *it = find_item(b, res[i].dseq);
@@ -622,13 +694,17 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
             gap = true;
             continue;
         }
+        if (res[i].status == APPLY_REFUSED && res[i].code == FS_EREC_ABBREV) {
+            resend = resend || it->full; /* not consumed; below: sent again in full */
+            continue;
+        }
         if (res[i].dseq > acked)
             acked = res[i].dseq;
         if (res[i].status == APPLY_REFUSED)
             continue;
         mpr r;
         fs_error e = {0};
-        mpr_init(&r, it->body, it->len);
+        mpr_init(&r, it->full ? it->full : it->body, it->full ? it->full_len : it->len);
         if ((rc = change_unpack(&r, db->s, false, &cs[k], &e))) {
             rc = sdk_from_fs(db, rc, &e);
             break;
@@ -674,6 +750,13 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
                 counts->gaps++;
                 break;
             }
+            if (res[i].code == FS_EREC_ABBREV && it->full) {
+                /* unknown or ambiguous abbreviation: the same change, same dseq, full id */
+                counts->resend++;
+                rc = exec_id(db, "UPDATE dev_outbox SET wire = NULL WHERE id = ?1", it->id, 0,
+                             NULL, 0);
+                break;
+            }
             counts->refused++;
             rc = exec_id(db,
                          "INSERT INTO dev_refused(dseq, priority, created, type, record, hlc, "
@@ -691,7 +774,7 @@ int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result 
         rc = sdk_commit(db);
     else
         sdk_rollback(db);
-    if (!rc && gap)
+    if (!rc && gap && !resend) /* gaps after an EREC_ABBREV are that change's, not lost ones */
         rc = sdk_fail(db, FIELDSYNC_ESEQUENCE,
                       "the server is missing earlier changes of this device (ESEQ_GAP): the "
                       "replica is older than what the server saw, or the server was restored "

@@ -341,8 +341,11 @@ static int on_welcome(session *s, mpr *r, uint32_t count)
     kv_get_u64(db, "cursor", &s->cursor); /* outbox_welcome resets it after a server restore */
     if (s->cursor > w.log_end) {
         /* the server's log is shorter than our cursor (server restored from a backup):
-         * pull from the start; applying twice has no effect */
+         * pull from the start; applying twice has no effect; and it may have lost records
+         * we hold, so no more abbreviated record ids */
         s->cursor = 0;
+        if ((rc = outbox_distrust(db, w.server_dseq)))
+            return failf(s, rc, "%s", db->err);
     }
     s->prog = (fieldsync_progress){.phase = FIELDSYNC_PHASE_PUSH};
     s->prog.changes_total = (uint64_t)sdk_count(db, "SELECT count(*) FROM dev_outbox");
@@ -383,7 +386,7 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
     report(s);
     if (rc)
         return failf(s, rc, "%s", db->err);
-    if (c.accepted + c.duplicates + c.refused == 0)
+    if (c.accepted + c.duplicates + c.refused + c.resend == 0)
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result answered none of the %zu changes sent",
                      s->batch.n);
     return push_next(s);
@@ -548,6 +551,8 @@ static int on_error(session *s, mpr *r, uint32_t count)
         if (s->state == ST_PULL && (s->cursor || s->apply_held)) {
             s->apply_held = false; /* a held batch was never applied: pull it again too */
             s->cursor = 0;
+            if (outbox_distrust(s->db, UINT64_MAX)) /* a restored server: see on_welcome */
+                return failf(s, FIELDSYNC_ESTORE, "%s", s->db->err);
             return send_pull(s);
         }
         return failf(s, FIELDSYNC_EPROTOCOL, "server: CURSOR: %s", text);

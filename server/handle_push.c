@@ -3,6 +3,9 @@
  *
  * 1. Decode every change of the batch (push form) against the server's schema. The session
  *    supplies device, author and role; nothing the device says about them is trusted.
+ *    An abbreviated record id is resolved here (store_resolve_abbrev) among all the records
+ *    of the store; one that matches none or several is refused by the store (EREC_ABBREV)
+ *    without consuming its dseq.
  *    A change that does not decode but is still a change in shape (an array whose fifth
  *    element, dseq, reads as an integer, and which can be skipped within the nesting limit)
  *    is refused alone with the decoder's code (EUNKNOWN_FIELD from a newer device, EVALUE_*,
@@ -206,8 +209,17 @@ int handle_push(session *s, mpr *r, uint32_t count)
         change *c = &srv->batch[i];
         fs_error ce = {0};
         const uint8_t *start = r->p;
-        rc = change_unpack(r, srv->schema, false, c, &ce);
+        rc = change_unpack_push(r, srv->schema, c, &ce);
         if (rc == 0) {
+            /* an abbreviated record: the one record of the whole store (not the user's
+             * scope) whose id starts with it; the checks after that are those of a full id.
+             * Unknown or ambiguous, it stays abbreviated and the store refuses it
+             * (EREC_ABBREV, not consumed) */
+            rid_t full;
+            if (c->abbrev && store_resolve_abbrev(srv->store, c->record.b, &full) == 0) {
+                c->record = full;
+                c->abbrev = false;
+            }
             c->device = s->device;
             c->author = s->user.name;
             c->author_len = (uint32_t)author_len;

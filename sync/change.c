@@ -143,10 +143,13 @@ static int resolve_clock(uint64_t ref_ms, const wclock *w, uint64_t *clock)
 
 int change_pack(msgpack_packer *pk, const change *c, bool full)
 {
+    if (full && c->abbrev)
+        return FS_EINVAL; /* the log, pulls and the ledger carry full ids only */
+    uint32_t id_len = c->abbrev ? CHANGE_ABBREV_LEN : 16;
     int rc = msgpack_pack_array(pk, full ? 9 : 6);
     rc |= msgpack_pack_uint8(pk, c->type);
-    rc |= msgpack_pack_bin(pk, 16);
-    rc |= msgpack_pack_bin_body(pk, c->record.b, 16);
+    rc |= msgpack_pack_bin(pk, id_len);
+    rc |= msgpack_pack_bin_body(pk, c->record.b, id_len);
     if (full) { /* the log's form (sync/store.c reads it): absolute clocks */
         rc |= msgpack_pack_uint64(pk, c->hlc);
         rc |= msgpack_pack_uint64(pk, c->base);
@@ -399,7 +402,9 @@ static int dec_fail(mpr *r, const uint8_t *save, fs_error *e, int rc, const char
     return fs_error_set(e, rc, "change %s: %s", what, fs_strerror(rc));
 }
 
-int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
+/* The decoder of both forms; abbrev_ok (push form only): a CHANGE_ABBREV_LEN-byte record is
+ * an abbreviation (c->abbrev) rather than FS_EREC_ABBREV. */
+static int unpack(mpr *r, const schema *s, bool full, bool abbrev_ok, change *c, fs_error *e)
 {
     const uint8_t *save = r->p;
     uint32_t n, len;
@@ -414,9 +419,17 @@ int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
     if ((rc = mpr_u64(r, &u)) || u > 127)
         return dec_fail(r, save, e, rc ? rc : FS_EUNKNOWN_TYPE, "type");
     c->type = (uint8_t)u;
-    if ((rc = mpr_bin(r, 16, &b, &len)) || len != 16)
+    if ((rc = mpr_bin(r, 16, &b, &len)) || (len != 16 && (full || len != CHANGE_ABBREV_LEN)))
         return dec_fail(r, save, e, rc && rc != FS_EDEC_TOOBIG ? rc : FS_EBAD_ID, "record id");
-    memcpy(c->record.b, b, 16);
+    if (len == CHANGE_ABBREV_LEN && !abbrev_ok) {
+        r->p = save;
+        return fs_error_set(e, FS_EREC_ABBREV,
+                            "change record id: a %d-byte abbreviation, which only the server "
+                            "resolves",
+                            CHANGE_ABBREV_LEN);
+    }
+    memcpy(c->record.b, b, len); /* an abbreviation's other bytes stay zero */
+    c->abbrev = len == CHANGE_ABBREV_LEN;
     if (full) {
         if ((rc = mpr_u64(r, &c->hlc)))
             return dec_fail(r, save, e, rc, "hlc");
@@ -482,6 +495,16 @@ int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
     else
         c->decoded_by = s;
     return rc;
+}
+
+int change_unpack(mpr *r, const schema *s, bool full, change *c, fs_error *e)
+{
+    return unpack(r, s, full, false, c, e);
+}
+
+int change_unpack_push(mpr *r, const schema *s, change *c, fs_error *e)
+{
+    return unpack(r, s, false, true, c, e);
 }
 
 bool value_equal(const fs_value *a, const fs_value *b)

@@ -7,8 +7,11 @@
  * per field by the field's rule (merge.h).
  *
  * Wire forms (MessagePack arrays, docs/protocol.md):
- *   push form  [type, record(bin16), hlc, base, dseq, {field num: value}]
- *              (device, author and role come from the authenticated session). Compact
+ *   push form  [type, record(bin16 or bin9), hlc, base, dseq, {field num: value}]
+ *              (device, author and role come from the authenticated session). record may
+ *              be an abbreviation: the id's first CHANGE_ABBREV_LEN bytes (its 6-byte time
+ *              and 3 random bytes), which the receiver resolves among the records it holds
+ *              (store_resolve_abbrev) before anything applies the change. Compact
  *              clocks: base is 0 (create) or milliseconds from the record id's timestamp,
  *              hlc milliseconds from base (from the id's timestamp for a create); each a
  *              uint, or [int, counter] when the counter is not 0 or the difference negative,
@@ -38,6 +41,7 @@
 #define CHANGE_MAX_FIELDS 64
 #define CHANGE_MAX_AUTHOR 64
 #define CHANGE_MAX_TEXT 65535
+#define CHANGE_ABBREV_LEN 9 /* bytes of a record id kept by its push-form abbreviation */
 
 typedef enum value_kind { VAL_NIL, VAL_INT, VAL_BOOL, VAL_STR, VAL_REF, VAL_SET } value_kind;
 
@@ -60,6 +64,10 @@ typedef struct change_field {
 typedef struct change {
     uint8_t type;                 /* record type id */
     rid_t record;
+    bool abbrev;                  /* push form: record is an abbreviation, only its first
+                                     CHANGE_ABBREV_LEN bytes are known (the rest zero) until
+                                     resolved; false (full id) in every other form. Packing
+                                     the push form with it set writes the abbreviation */
     uint64_t hlc;                 /* clock of this change */
     uint64_t base;                /* version of the fields the author last saw; 0 = create */
     uint64_t dseq;                /* device sequence, 1, 2, 3... per device */
@@ -75,7 +83,9 @@ typedef struct change {
     change_field fields[CHANGE_MAX_FIELDS]; /* sorted by num, no duplicates */
 } change;
 
-/* Appends the change to pk. full selects the full form. Returns 0 or FS_ENOMEM. */
+/* Appends the change to pk. full selects the full form. With c->abbrev the push form
+ * carries the abbreviation (record's first CHANGE_ABBREV_LEN bytes); the full form never
+ * does (FS_EINVAL). Returns 0, FS_EINVAL or FS_ENOMEM. */
 int change_pack(msgpack_packer *pk, const change *c, bool full);
 
 /* Packs one value (for the store's field table). */
@@ -83,9 +93,18 @@ int value_pack(msgpack_packer *pk, const fs_value *v);
 
 /* Decodes one change at r's position into *c and validates it against s (change_validate;
  * the UTF-8 of each string is checked once, as it is read). On error r is unchanged, e names
- * the field, and the result is FS_EDEC_* or a value error. *c borrows r's buffer; on success
- * c->decoded_by is s. */
+ * the field, and the result is FS_EDEC_* or a value error. A push form whose record is an
+ * abbreviation is refused with FS_EREC_ABBREV (only a receiver that can resolve it decodes
+ * it, with change_unpack_push); c->abbrev is always false after it. *c borrows r's buffer;
+ * on success c->decoded_by is s. */
 int change_unpack(struct mpr *r, const schema *s, bool full, change *c, fs_error *e);
+
+/* Like change_unpack(r, s, false, c, e) but accepts an abbreviated record: then c->abbrev
+ * is true and c->record holds the abbreviation's bytes followed by zeros. The caller must
+ * resolve it (store_resolve_abbrev, then clear c->abbrev) before applying; the store
+ * refuses a change still abbreviated (FS_EREC_ABBREV, not consumed). A record bin of any
+ * length other than 16 and CHANGE_ABBREV_LEN is FS_EBAD_ID. */
+int change_unpack_push(struct mpr *r, const schema *s, change *c, fs_error *e);
 
 /* Decodes one value of field f (validated). Borrows r's buffer. */
 int value_unpack(struct mpr *r, const schema_field *f, fs_value *v, fs_error *e);

@@ -48,6 +48,8 @@ static const struct err_text err_table[] = {
     {FS_ESEQ_MISMATCH, "ESEQ_MISMATCH", "device sequence reused with different content"},
     {FS_ESCOPE, "ESCOPE", "record outside the user's scope"},
     {FS_EDUP, "EDUP", "duplicate of an applied change"},
+    {FS_EREC_ABBREV, "EREC_ABBREV",
+     "record abbreviation unknown or ambiguous: resend with the full record id"},
 };
 
 static const struct err_text *err_find(int code)

@@ -50,6 +50,8 @@ typedef enum fs_err {
     FS_ESEQ_MISMATCH = -66,  /* device sequence reused with different content */
     FS_ESCOPE = -67,         /* record outside the author's scope */
     FS_EDUP = -68,           /* internal: duplicate of an applied change (reported as duplicate) */
+    FS_EREC_ABBREV = -69,    /* record abbreviation (push form) matches no record or several:
+                                not consumed; resend with the full record id */
 } fs_err;
 
 /* Room for a message that names what was wrong. */

@@ -35,6 +35,7 @@ enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
     S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_CHILD_SCOPE,
+    S_REC_PREFIX,
     S_FIELD_GET, S_FIELD_PUT,
     S_DEVSEQ_GET, S_DEVSEQ_PUT,
     S_REFUSED_GET, S_REFUSED_PUT,
@@ -79,6 +80,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_REC_CHILD_SCOPE] = "WITH RECURSIVE d(id) AS (SELECT id FROM records WHERE parent = ?1 "
                           "UNION SELECT r.id FROM records r JOIN d ON r.parent = d.id) "
                           "UPDATE records SET scope = ?2 WHERE id IN (SELECT id FROM d)",
+    /* the records whose id starts with a push-form abbreviation: ?1 and ?2 are the prefix
+     * padded with 0x00 and 0xff, a range of the primary key (ids are time-first) */
+    [S_REC_PREFIX] = "SELECT id FROM records WHERE id BETWEEN ?1 AND ?2 LIMIT 2",
     [S_FIELD_GET] = "SELECT value, version, whlc, wdev, wseq, author, aux FROM fields "
                     "WHERE record = ?1 AND field = ?2",
     [S_FIELD_PUT] = "INSERT OR REPLACE INTO fields(record, field, value, version, whlc, wdev, "
@@ -1026,6 +1030,34 @@ int store_record_get(store *st, const rid_t *record, int *type, char *scope_out,
     return 0;
 }
 
+int store_resolve_abbrev(store *st, const uint8_t *prefix, rid_t *out)
+{
+    uint8_t lo[16], hi[16];
+    memcpy(lo, prefix, CHANGE_ABBREV_LEN);
+    memcpy(hi, prefix, CHANGE_ABBREV_LEN);
+    memset(lo + CHANGE_ABBREV_LEN, 0x00, 16 - CHANGE_ABBREV_LEN);
+    memset(hi + CHANGE_ABBREV_LEN, 0xff, 16 - CHANGE_ABBREV_LEN);
+    sqlite3_stmt *s = stmt(st, S_REC_PREFIX);
+    if (!s)
+        return FS_EIO;
+    sqlite3_bind_blob(s, 1, lo, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, hi, 16, SQLITE_STATIC);
+    rid_t first = {{0}};
+    int n = 0, rc = SQLITE_DONE;
+    while (n < 2 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == 0 && sqlite3_column_bytes(s, 0) == 16)
+            memcpy(first.b, sqlite3_column_blob(s, 0), 16);
+        n++;
+    }
+    sqlite3_reset(s);
+    if (n < 2 && rc != SQLITE_DONE)
+        return FS_EIO;
+    if (n != 1)
+        return n ? FS_EREC_ABBREV : FS_ENOTFOUND;
+    *out = first;
+    return 0;
+}
+
 /* ---- applying ------------------------------------------------------------------------ */
 
 static int pack_body(store *st, const change *c)
@@ -1478,6 +1510,13 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
     int rc;
     memset(r, 0, sizeof *r);
     r->seq = seq;
+    /* an abbreviation nobody resolved (handle_push resolves what it can): refused before
+     * the sequence check, so not consumed, like ESEQ_GAP; nothing of it is logged */
+    if (c->abbrev && !(raw && raw->code)) {
+        fs_error_set(&e, FS_EREC_ABBREV, "%s", fs_strerror(FS_EREC_ABBREV));
+        refuse(r, &e);
+        return 0;
+    }
     const schema_type *t = schema_type_by_id(s, c->type);
     bool invalid = false;
     if (raw && raw->code) {

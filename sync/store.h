@@ -177,6 +177,14 @@ int store_last_seq(store *st, uint64_t *out);
  * Returns 0, FS_ENOTFOUND, or FS_EIO. */
 int store_field_get(store *st, const rid_t *record, int field, field_state *out);
 
+/* Resolves a push-form record abbreviation: prefix is CHANGE_ABBREV_LEN bytes (borrowed for
+ * the call), looked up among ALL records of the store (not a user's scope: the caller checks
+ * scope afterwards, as for a full id) by a range of the records' primary key. Returns 0 with
+ * *out the one record whose id starts with prefix, FS_ENOTFOUND when none does,
+ * FS_EREC_ABBREV when several do, or FS_EIO (*out untouched but on 0). Inside a group or
+ * batch it sees the records written so far. */
+int store_resolve_abbrev(store *st, const uint8_t *prefix, rid_t *out);
+
 /* Record header. scope_out (if not NULL) receives up to cap bytes, NUL-terminated. */
 int store_record_get(store *st, const rid_t *record, int *type, char *scope_out, size_t cap);
 

@@ -140,7 +140,7 @@ int main(int argc, char **argv)
         int kind;
     } msgs[] = {{"hello", 0}, {"welcome", 1}, {"push", 2},  {"push_result", 3},
                 {"pull", 4},  {"changes", 5}, {"subscribe", 6}, {"ledger", 7},
-                {"ping", 8},  {"error", 9}};
+                {"ping", 8},  {"error", 9}, {"push-abbrev", 10}};
     for (size_t m = 0; m < sizeof msgs / sizeof msgs[0]; m++) {
         sb.size = 0;
         switch (msgs[m].kind) {
@@ -186,6 +186,14 @@ int main(int argc, char **argv)
             break;
         case 8: wire_pack_ping(&pk, false, 42); break;
         case 9: wire_pack_error(&pk, WERR_AUTH, "unknown device token", true); break;
+        case 10: /* record ids abbreviated to 9 bytes (protocol §3.1) */
+            wire_pack_push_header(&pk, 8, 3);
+            for (int i = 0; i < 3; i++) {
+                change ab = cs[i];
+                ab.abbrev = true;
+                change_pack(&pk, &ab, false);
+            }
+            break;
         }
         uint8_t *f;
         size_t n;

@@ -1634,12 +1634,141 @@ typedef struct tcase {
     void (*fn)(int argc, char **argv);
 } tcase;
 
+/* ---- abbreviated record ids (protocol §3.1) ----------------------------------------- */
+
+/* An edit of rec (base, dseq) setting grade, its record abbreviated when ab. */
+static void grade_edit(change *c, const schema *s, const rid_t *rec, uint64_t base,
+                       uint64_t dseq, int64_t grade, bool ab)
+{
+    ch_init(c, s, "child", rec, t_hlc(), base, dseq);
+    ch_int(c, s, "grade", grade);
+    c->abbrev = ab;
+}
+
+static void test_abbrev(int argc, char **argv)
+{
+    world w;
+    world_init(&w, argc, argv, true);
+    const schema *s = w.t.s;
+    fsc a, o, b;
+    tres res[4];
+    open_ok(&o, &w, &w.oz);
+    open_ok(&a, &w, &w.ana);
+    open_ok(&b, &w, &w.bo);
+    /* oz's child in W1, outside ana's scope */
+    rid_t wchild, c1, c2, ghost;
+    new_id(&wchild);
+    change oc;
+    mk_child(&oc, s, &wchild, "西娃", "W1", 1);
+    rawws_push_ok(&o, &oc, 1, res);
+    CHECK_RES(res[0], 0, 0);
+    new_id(&c1);
+    change ch[3];
+    mk_child(&ch[0], s, &c1, "李一", "V1", 1);
+    rawws_push_ok(&a, ch, 1, res);
+    CHECK_RES(res[0], 0, 0);
+    uint64_t c1h = ch[0].hlc;
+    uint64_t cur = 0;
+    CHECK_INT(fsc_pull_all(&b, &cur, NULL), ==, 1);
+
+    /* 1. an abbreviated edit of an existing record: accepted, applied to that record, and
+     *    pulled in full form with the full id */
+    grade_edit(&ch[0], s, &c1, c1h, 2, 3, true);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    push_body(&sb, 99, ch, 1);
+    const uint8_t *wire = (const uint8_t *)sb.data;
+    size_t at = 0; /* the change after the push header [3, 99, [..]]: 93 03 63 91 */
+    CHECK_INT(wire[at + 4], ==, 0x96);
+    CHECK_INT(wire[at + 6], ==, 0xc4);
+    CHECK_INT(wire[at + 7], ==, CHANGE_ABBREV_LEN); /* what went on the wire */
+    msgpack_sbuffer_destroy(&sb);
+    rawws_push_ok(&a, ch, 1, res);
+    CHECK_RES(res[0], 0, 0);
+    tpull p;
+    CHECK_OK(fsc_pull(&b, cur, 100, &p));
+    CHECK_INT(p.n, ==, 1);
+    CHECK_INT(rid_cmp(&p.ch[0].record, &c1), ==, 0);
+    CHECK(!p.ch[0].abbrev);
+    CHECK(p.ch[0].hlc == ch[0].hlc);
+    CHECK(p.ch[0].base == c1h);
+    CHECK_INT(p.ch[0].n_fields, ==, 1);
+    CHECK_INT(p.ch[0].fields[0].v.u.i, ==, 3);
+    cur = p.next;
+    tpull_free(&p);
+    uint64_t g3 = ch[0].hlc;
+
+    /* 2. an abbreviation matching no record: EREC_ABBREV, not consumed, the rest of the
+     *    batch ESEQ_GAP */
+    new_id(&ghost);
+    grade_edit(&ch[0], s, &ghost, c1h, 3, 4, true);
+    grade_edit(&ch[1], s, &c1, g3, 4, 5, false);
+    rawws_push_ok(&a, ch, 2, res);
+    CHECK_RES(res[0], 2, FS_EREC_ABBREV);
+    CHECK_RES(res[1], 2, FS_ESEQ_GAP);
+
+    /* 3. a second record sharing c1's 9 bytes: the abbreviation is ambiguous */
+    c2 = c1;
+    c2.b[15] ^= 0xff;
+    c2.b[10] ^= 0x55;
+    mk_child(&ch[0], s, &c2, "李二", "V1", 3);
+    rawws_push_ok(&a, ch, 1, res);
+    CHECK_RES(res[0], 0, 0);
+    uint64_t c2h = ch[0].hlc;
+    grade_edit(&ch[0], s, &c1, g3, 4, 6, true);
+    grade_edit(&ch[1], s, &c2, c2h, 5, 7, false);
+    rawws_push_ok(&a, ch, 2, res);
+    CHECK_RES(res[0], 2, FS_EREC_ABBREV);
+    CHECK(strstr(res[0].text, "full record id") != NULL);
+    CHECK_RES(res[1], 2, FS_ESEQ_GAP);
+    fsc_close(&a);
+    open_ok(&a, &w, &w.ana);
+    CHECK_INT(a.w.server_dseq, ==, 3); /* neither consumed */
+    /* the same change with the full id, same dseq: accepted once */
+    ch[0].abbrev = false;
+    rawws_push_ok(&a, ch, 2, res);
+    CHECK_RES(res[0], 0, 0);
+    CHECK_RES(res[1], 0, 0);
+    rawws_push_ok(&a, ch, 2, res); /* re-sent: duplicates */
+    CHECK_RES(res[0], 1, 0);
+    CHECK_RES(res[1], 1, 0);
+    CHECK_OK(fsc_pull(&b, cur, 100, &p));
+    CHECK_INT(p.n, ==, 3); /* c2's create, c1 grade 6, c2 grade 7 */
+    CHECK_INT(rid_cmp(&p.ch[1].record, &c1), ==, 0);
+    CHECK_INT(p.ch[1].fields[0].v.u.i, ==, 6);
+    CHECK_INT(rid_cmp(&p.ch[2].record, &c2), ==, 0);
+    CHECK_INT(p.ch[2].fields[0].v.u.i, ==, 7);
+    cur = p.next;
+    tpull_free(&p);
+
+    /* 4. an abbreviation of a record outside the scope: ESCOPE, the same answer as its full
+     *    id, naming nothing more (and consumed, like any ESCOPE) */
+    grade_edit(&ch[0], s, &wchild, oc.hlc, 6, 2, true);
+    grade_edit(&ch[1], s, &wchild, oc.hlc, 7, 2, false);
+    rawws_push_ok(&a, ch, 2, res);
+    CHECK_RES(res[0], 2, FS_ESCOPE);
+    CHECK_RES(res[1], 2, FS_ESCOPE);
+    CHECK_STR(res[0].text, res[1].text);
+    CHECK(strstr(res[0].text, "W1") == NULL);
+    fsc_close(&a);
+    open_ok(&a, &w, &w.ana);
+    CHECK_INT(a.w.server_dseq, ==, 7);
+    CHECK_OK(fsc_pull(&b, cur, 100, &p)); /* nothing of it reached anyone */
+    CHECK_INT(p.n, ==, 0);
+    tpull_free(&p);
+    fsc_close(&a);
+    fsc_close(&b);
+    fsc_close(&o);
+    world_done(&w);
+}
+
 static const tcase cases[] = {
     {"auth", test_auth},         {"sync", test_sync},           {"resume", test_resume},
     {"scope", test_scope},       {"conflict", test_conflict},   {"review", test_review},
     {"ledger", test_ledger},     {"malformed", test_malformed}, {"shutdown", test_shutdown},
     {"http", test_http},         {"idle", test_idle},           {"admin_data", test_admin_data},
     {"versions", test_versions}, {"busy", test_busy},           {"parked", test_parked},
+    {"abbrev", test_abbrev},
 };
 
 int main(int argc, char **argv)

@@ -1326,6 +1326,156 @@ static void test_decoded_by(void)
         expect_change_refused(&c, full, FS_EDEC_UTF8, "name");
 }
 
+/* ---- abbreviated record ids (push form, protocol §3.1) -------------------------------- */
+
+/* change_unpack_push on an exact-size copy; the reader's contract as decode_with. */
+static int decode_push(const void *bytes, size_t len, change *out, fs_error *e, uint8_t **copy)
+{
+    uint8_t *cp = malloc(len ? len : 1);
+    CHECK(cp);
+    if (len)
+        memcpy(cp, bytes, len);
+    mpr r;
+    mpr_init(&r, cp, len);
+    memset(e, 0, sizeof *e);
+    int rc = change_unpack_push(&r, S, out, e);
+    if (rc) {
+        CHECK(r.p == cp);
+        CHECK_INT(e->code, ==, rc);
+        CHECK(e->msg[0] != '\0');
+        free(cp);
+        cp = NULL;
+    } else {
+        CHECK(r.p == cp + len);
+    }
+    if (copy)
+        *copy = cp;
+    else
+        free(cp);
+    return rc;
+}
+
+/* The push form of c (full id) with its record bin replaced by n bytes (the id's first n,
+ * then 0x5a): [array6][type fixint][c4 10][16 bytes][rest] -> [..][c4 n][n bytes][rest]. */
+static void splice_record(const change *c, size_t n, packed *out)
+{
+    packed full;
+    pack(&full, c, false);
+    const uint8_t *b = (const uint8_t *)full.sb.data;
+    CHECK_INT(b[0], ==, 0x96);
+    CHECK_INT(b[1], <, 0x80);
+    CHECK_INT(b[2], ==, 0xc4);
+    CHECK_INT(b[3], ==, 16);
+    packed_init(out);
+    msgpack_sbuffer_write(&out->sb, full.sb.data, 2);
+    uint8_t id[32];
+    memset(id, 0x5a, sizeof id);
+    memcpy(id, c->record.b, 16);
+    CHECK_OK(msgpack_pack_bin(&out->pk, n));
+    CHECK_OK(msgpack_pack_bin_body(&out->pk, id, n));
+    msgpack_sbuffer_write(&out->sb, full.sb.data + 20, full.sb.size - 20);
+    packed_destroy(&full);
+}
+
+static void test_abbrev(void)
+{
+    const schema_type *child = type_named("child");
+    change edit, create;
+    ch_child_update(&edit);
+    /* an edit whose base is the record's first version and a create, whose clocks are
+     * relative to the id's time: the abbreviation keeps it */
+    memcpy(edit.record.b, (const uint8_t[]){0x01, 0x9a, 0xcc, 0xe8, 0xcc, 0x00}, 6);
+    edit.base = hlc_make(0x019acce8cc00ull, 0);
+    edit.hlc = hlc_make(0x019acce8cc00ull + 86400000ull, 3);
+    ch_init(&create, child, hlc_make(NOW, 0), 0, 7, "李四", role_named("visitor"));
+    ch_text(&create, child, "name", "张三");
+    const change *cases[] = {&edit, &create};
+    for (int k = 0; k < 2; k++) {
+        change c = *cases[k];
+        packed fullp, ab;
+        pack(&fullp, &c, false);
+        c.abbrev = true;
+        pack(&ab, &c, false);
+        /* 7 bytes shorter: c4 09 + the id's first 9 bytes, everything else the same */
+        CHECK_INT(ab.sb.size + 7, ==, fullp.sb.size);
+        const uint8_t *a = (const uint8_t *)ab.sb.data, *f = (const uint8_t *)fullp.sb.data;
+        CHECK(!memcmp(a, f, 2));
+        CHECK_INT(a[2], ==, 0xc4);
+        CHECK_INT(a[3], ==, CHANGE_ABBREV_LEN);
+        CHECK(!memcmp(a + 4, c.record.b, CHANGE_ABBREV_LEN));
+        CHECK(!memcmp(a + 4 + CHANGE_ABBREV_LEN, f + 20, fullp.sb.size - 20));
+        /* the full form never carries an abbreviation */
+        packed no;
+        packed_init(&no);
+        CHECK_INT(change_pack(&no.pk, &c, true), ==, FS_EINVAL);
+        packed_destroy(&no);
+        /* a decoder without a resolver refuses it cleanly */
+        expect_refused(&ab, false, FS_EREC_ABBREV, "abbreviation");
+        /* the push decoder returns it flagged: first 9 bytes, the rest zero, clocks from the
+         * abbreviation's time */
+        change d;
+        fs_error e;
+        uint8_t *cp;
+        CHECK_OK(decode_push(ab.sb.data, ab.sb.size, &d, &e, &cp));
+        CHECK(d.abbrev);
+        CHECK(!memcmp(d.record.b, c.record.b, CHANGE_ABBREV_LEN));
+        for (int i = CHANGE_ABBREV_LEN; i < 16; i++)
+            CHECK_INT(d.record.b[i], ==, 0);
+        CHECK(d.hlc == c.hlc);
+        CHECK(d.base == c.base);
+        CHECK(d.dseq == c.dseq);
+        CHECK_INT(d.n_fields, ==, c.n_fields);
+        for (uint32_t i = 0; i < d.n_fields; i++)
+            CHECK(value_equal(&d.fields[i].v, &c.fields[i].v));
+        packed again; /* packs to the same bytes */
+        pack(&again, &d, false);
+        CHECK_INT(again.sb.size, ==, ab.sb.size);
+        CHECK(!memcmp(again.sb.data, ab.sb.data, ab.sb.size));
+        packed_destroy(&again);
+        free(cp);
+        /* a full id through the push decoder: not flagged */
+        CHECK_OK(decode_push(fullp.sb.data, fullp.sb.size, &d, &e, &cp));
+        CHECK(!d.abbrev);
+        CHECK_INT(rid_cmp(&d.record, &c.record), ==, 0);
+        free(cp);
+        /* every prefix: a decoding error, position unchanged */
+        for (size_t n = 0; n < ab.sb.size; n++) {
+            int rc = decode_push(ab.sb.data, n, &d, &e, NULL);
+            if (!is_dec_err(rc))
+                fprintf(stderr, "abbreviated prefix %zu/%zu: %s (%s)\n", n, ab.sb.size,
+                        fs_errname(rc), e.msg);
+            CHECK(is_dec_err(rc));
+        }
+        /* any other length is a bad id, for both decoders; 9 bytes in the full form too */
+        const size_t bad[] = {0, 1, 6, 8, 10, 15, 17};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            packed x;
+            splice_record(cases[k], bad[i], &x);
+            int rc = decode_push(x.sb.data, x.sb.size, &d, &e, NULL);
+            if (rc != FS_EBAD_ID)
+                fprintf(stderr, "record bin of %zu bytes: %s (%s)\n", bad[i], fs_errname(rc),
+                        e.msg);
+            CHECK_INT(rc, ==, FS_EBAD_ID);
+            expect_refused(&x, false, FS_EBAD_ID, "record id");
+            packed_destroy(&x);
+        }
+        packed_destroy(&ab);
+        packed_destroy(&fullp);
+    }
+    /* the full form with a 9-byte record: EBAD_ID (the log never holds abbreviations) */
+    packed fp;
+    pack(&fp, &edit, true);
+    packed x;
+    packed_init(&x);
+    msgpack_sbuffer_write(&x.sb, fp.sb.data, 2);
+    CHECK_OK(msgpack_pack_bin(&x.pk, CHANGE_ABBREV_LEN));
+    CHECK_OK(msgpack_pack_bin_body(&x.pk, edit.record.b, CHANGE_ABBREV_LEN));
+    msgpack_sbuffer_write(&x.sb, fp.sb.data + 20, fp.sb.size - 20);
+    expect_refused(&x, true, FS_EBAD_ID, "record id");
+    packed_destroy(&x);
+    packed_destroy(&fp);
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -1348,6 +1498,7 @@ int main(void)
     test_helpers();
     test_stored_values();
     test_decoded_by();
+    test_abbrev();
     schema_free(S);
     if (soft_checks_failed) {
         fprintf(stderr, "change: %d soft check(s) failed\n", soft_checks_failed);

@@ -2295,6 +2295,67 @@ static void test_authority_resends(void)
     remove_store_files(path);
 }
 
+/* store_resolve_abbrev: a push-form abbreviation (the id's first 9 bytes) names the one
+ * record of the whole store starting with it; none and several are told apart. A change
+ * still abbreviated is refused EREC_ABBREV without consuming its dseq. */
+static void test_resolve_abbrev(void)
+{
+    store *st = open_store(":memory:", STORE_AUTHORITY);
+    device a;
+    device_init(&a, "王老师", R_VISITOR);
+    rid_t lo, hi, near, got;
+    new_id(&lo);
+    /* lo and hi share the 9 bytes and sit at both ends of the range; near differs in the
+     * 9th byte only */
+    memset(lo.b + CHANGE_ABBREV_LEN, 0x00, 16 - CHANGE_ABBREV_LEN);
+    hi = lo;
+    memset(hi.b + CHANGE_ABBREV_LEN, 0xff, 16 - CHANGE_ABBREV_LEN);
+    near = lo;
+    near.b[CHANGE_ABBREV_LEN - 1] ^= 0x01;
+    near.b[15] = 0x42;
+    CHECK_INT(store_resolve_abbrev(st, lo.b, &got), ==, FS_ENOTFOUND);
+    change c;
+    uint64_t h_lo = tick();
+    child_create(&c, &lo, h_lo, &a, "甲");
+    ACCEPT(st, &c);
+    child_create(&c, &near, tick(), &a, "乙");
+    ACCEPT(st, &c);
+    memset(&got, 0, sizeof got);
+    CHECK_OK(store_resolve_abbrev(st, lo.b, &got)); /* one match: lo, not near */
+    CHECK_INT(rid_cmp(&got, &lo), ==, 0);
+    CHECK_OK(store_resolve_abbrev(st, near.b, &got));
+    CHECK_INT(rid_cmp(&got, &near), ==, 0);
+    rid_t other;
+    new_id(&other);
+    other.b[6] ^= 0x80; /* same millisecond, other random bytes */
+    CHECK_INT(store_resolve_abbrev(st, other.b, &got), ==, FS_ENOTFOUND);
+
+    /* an unresolved change is refused and does not consume its dseq */
+    change ab;
+    ch_begin(&ab, CHILD, &lo, tick(), h_lo, &a);
+    ch_int(&ab, CHILD, "grade", 4);
+    memset(ab.record.b + CHANGE_ABBREV_LEN, 0, 16 - CHANGE_ABBREV_LEN);
+    ab.abbrev = true;
+    uint64_t before = device_seq(st, &a);
+    REFUSE(st, &ab, FS_EREC_ABBREV);
+    CHECK_INT(device_seq(st, &a), ==, before);
+    change full = ab; /* the same dseq with the full id: accepted */
+    full.abbrev = false;
+    full.record = lo;
+    ACCEPT(st, &full);
+    CHECK_INT(device_seq(st, &a), ==, before + 1);
+    CHECK_INT(get_int(st, &lo, CHILD, "grade"), ==, 4);
+
+    /* a second record with the same 9 bytes: ambiguous */
+    child_create(&c, &hi, tick(), &a, "丙");
+    ACCEPT(st, &c);
+    CHECK_INT(store_resolve_abbrev(st, lo.b, &got), ==, FS_EREC_ABBREV);
+    CHECK_INT(store_resolve_abbrev(st, hi.b, &got), ==, FS_EREC_ABBREV);
+    CHECK_OK(store_resolve_abbrev(st, near.b, &got));
+    CHECK_INT(rid_cmp(&got, &near), ==, 0);
+    store_close(st);
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -2348,6 +2409,7 @@ int main(void)
     test_before_commit();
     test_group();
     test_synchronous();
+    test_resolve_abbrev();
     check_rebuild(st);
     store_close(st);
     schema_free(S);
