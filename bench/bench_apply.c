@@ -490,6 +490,7 @@ static void expand(const workload *w, const gen_change *g, change *c)
     c->role = dv->role;
     c->n_fields = 0;
     c->decoded_by = NULL; /* built here: the store validates it in full */
+    c->abbrev = false;
     if (g->what < 0) {
         put_field(c, cf->name, VAL_STR, 0, w->names.s[ch->name]);
         put_field(c, cf->gender, VAL_INT, ch->name % 2, NULL);
