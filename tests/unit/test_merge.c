@@ -189,6 +189,33 @@ static store *open_store(const char *path, store_mode mode)
     return st;
 }
 
+/* Gives the (closed) store at path a unique log index of an earlier format, named name on
+ * columns, and empties log_by_record; reopens it in mode and checks that open dropped the
+ * index (and so must have refilled log_by_record). */
+static store *reopen_with_old_index(const char *path, const char *name, const char *columns,
+                                    store_mode mode)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "CREATE UNIQUE INDEX %s ON %s; DELETE FROM log_by_record;", name,
+             columns);
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open(path, &db), ==, SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+    sqlite3_close(db);
+    store *st = open_store(path, mode);
+    sqlite3_stmt *q;
+    CHECK_INT(sqlite3_prepare_v2(store_db(st),
+                                 "SELECT count(*) FROM sqlite_master WHERE name = ?1", -1, &q,
+                                 NULL),
+              ==, SQLITE_OK);
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(q, 0), ==, 0);
+    sqlite3_finalize(q);
+    return st;
+}
+
+
 static apply_result apply1(store *st, const change *c)
 {
     apply_result r;
@@ -1739,23 +1766,7 @@ static void test_replica_duplicates(void)
     store_close(b);
     store_close(a);
     /* a store made with the old unique index, and a log_by_record that lacks rows */
-    sqlite3 *db;
-    CHECK_INT(sqlite3_open(path, &db), ==, SQLITE_OK);
-    CHECK_INT(sqlite3_exec(db,
-                           "CREATE UNIQUE INDEX log_change ON log(hlc, device, dseq);"
-                           "DELETE FROM log_by_record;",
-                           NULL, NULL, NULL),
-              ==, SQLITE_OK);
-    sqlite3_close(db);
-    a = open_store(path, STORE_REPLICA);
-    sqlite3_stmt *q;
-    CHECK_INT(sqlite3_prepare_v2(store_db(a),
-                                 "SELECT count(*) FROM sqlite_master WHERE name = 'log_change'",
-                                 -1, &q, NULL),
-              ==, SQLITE_OK);
-    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(q, 0), ==, 0);
-    sqlite3_finalize(q);
+    a = reopen_with_old_index(path, "log_change", "log(hlc, device, dseq)", STORE_REPLICA);
     n = last_seq(a);
     DUPLICATE(a, &c1);
     DUPLICATE(a, &many[M]);
@@ -2265,23 +2276,7 @@ static void test_authority_resends(void)
     CHECK(last_seq(a) == n);
     store_close(a);
     /* a store made with the old unique index, and a log_by_record that lacks rows */
-    sqlite3 *db;
-    CHECK_INT(sqlite3_open(path, &db), ==, SQLITE_OK);
-    CHECK_INT(sqlite3_exec(db,
-                           "CREATE UNIQUE INDEX log_device ON log(device, dseq);"
-                           "DELETE FROM log_by_record;",
-                           NULL, NULL, NULL),
-              ==, SQLITE_OK);
-    sqlite3_close(db);
-    a = open_store(path, STORE_AUTHORITY);
-    sqlite3_stmt *q;
-    CHECK_INT(sqlite3_prepare_v2(store_db(a),
-                                 "SELECT count(*) FROM sqlite_master WHERE name = 'log_device'",
-                                 -1, &q, NULL),
-              ==, SQLITE_OK);
-    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(q, 0), ==, 0);
-    sqlite3_finalize(q);
+    a = reopen_with_old_index(path, "log_device", "log(device, dseq)", STORE_AUTHORITY);
     expect_resends(a, &c1, &c2, seq1, &kid2);
     /* the device's next change still applies, a gap is still refused */
     ch_begin(&c0, CHILD, &kid, tick(), c2.hlc, &d);
