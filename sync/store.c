@@ -793,48 +793,47 @@ static void tail_drop(store *st, uint64_t seq)
 
 /*
  * Incremental flush. A flush writes a prefix dirty[0, n) of the dirty array and moves
- * materialized_seq to a watermark W, such that every state written holds exactly the log
- * rows <= W that touch it (none after), and every state not written holds no row <= W that
- * `fields` lacks. Then `fields` is exactly "the log up to W", the invariant a full flush
- * keeps, and replaying the rows after W at open rebuilds the same cache: no replayed row is
- * ever merged into a state that already holds it (so the question of re-merging, and of a
- * second review item, never arises).
+ * materialized_seq to a watermark W below every row that a state left unwritten lacks in
+ * `fields`: replaying the rows after W at open then rebuilds the same cache.
  *
  * Each dirty entry records the log seq of its first and last unflushed change (lo, hi), and
  * the dirty array is in first-dirtied order: lo never decreases along it (changes are merged
  * in log order, a flush removes a prefix, catch_up appends rows after everything seen). So
- * the prefix [0, n) is writable with W = lo(dirty[n]) - 1 (or the last log seq when n is the
- * whole array) iff max(hi over the prefix) <= W. flush_pick takes the longest such prefix of
- * at most `max` entries, or, when an entry edited again and again keeps every short prefix
- * open, the shortest one above `max` (at worst the whole array: the full flush of before).
+ * W = lo(dirty[n]) - 1 (the last log seq when n is the whole array). The prefix is *exact*
+ * when max(hi over it) <= W: every state written holds exactly the rows <= W, and no row is
+ * ever merged again into a state that holds it. flush_pick takes the longest exact prefix
+ * of at most `max` entries when it is at least half of max. An entry edited again since its
+ * first unwritten change (a child edited twice in an hour) often keeps every exact prefix
+ * short: then it takes max entries anyway, and the states written with rows after W get
+ * those rows merged again by the replay. That is a no-op for every rule (merge.c: lww and
+ * review keep the greatest (hlc, device, dseq), so the same change is not greater; escalate
+ * and workflow prune by the greatest base and skip a change already a candidate; sets keep
+ * per value the greatest add clock and remove base; version is a maximum), and the replay
+ * opens and closes no review items (HOW_RECOVER): the same holds for catch_up, which merges
+ * rows another handle may already have written. test_chunked_flush_crash checks both kinds.
  */
 static size_t flush_pick(const store *st, size_t max, uint64_t last, uint64_t *w)
 {
     size_t best = 0;
-    uint64_t maxhi = 0;
-    for (size_t j = 1; j <= st->n_dirty; j++) {
+    uint64_t maxhi = 0, bw = last;
+    if (max == 0)
+        max = 1;
+    for (size_t j = 1; j <= st->n_dirty && j <= max; j++) {
         if (st->dirty[j - 1]->hi > maxhi)
             maxhi = st->dirty[j - 1]->hi;
-        if (j == st->n_dirty) {
-            if (!best || j <= max) {
-                best = j;
-                *w = last;
-            }
-            break;
-        }
-        uint64_t next = st->dirty[j]->lo;
+        uint64_t next = j == st->n_dirty ? last + 1 : st->dirty[j]->lo;
         if (maxhi < next) {
-            if (j > max && best)
-                break;
             best = j;
-            *w = next - 1;
-            if (j >= max)
-                break;
+            bw = next - 1;
         }
     }
-    if (!st->n_dirty)
-        *w = last;
-    return best;
+    if (best * 2 >= max || best == st->n_dirty) {
+        *w = bw;
+        return best;
+    }
+    size_t n = max < st->n_dirty ? max : st->n_dirty;
+    *w = n == st->n_dirty ? last : st->dirty[n]->lo - 1;
+    return n;
 }
 
 /* After the transaction holding a flush committed: dirty[0, n) is clean, the rows up to w
