@@ -170,11 +170,13 @@ int store_flush(store *st, fs_error *e);
  * most half of this is left unwritten. */
 void store_set_flush_threshold(store *st, size_t n);
 
-/* Sets about how many states one automatic flush writes (default 4,096; 0: all of them, in
- * one transaction, as store_flush does). A chunk grows in proportion to the backlog beyond
- * the threshold, and to what keeps materialized_seq exact (see "Log first, state later" in
- * docs/architecture.md): a state edited again since its first unwritten change holds the
- * chunk open until its last change, at worst to a full flush. */
+/* Sets about how many states one automatic flush writes (default 0: all of them, in one
+ * transaction, as store_flush does: the fewest page writes in all; a chunk of a few thousand
+ * states bounds each commit's work instead, at the cost of more pages written in all, as
+ * fieldsyncd does to keep live pushes prompt). A chunk is the oldest-dirtied states; it grows
+ * only in proportion to the backlog beyond the threshold (n * dirty / threshold), so that a
+ * stream faster than a chunk per commit cannot grow the cache without bound. See "Log first,
+ * state later" in docs/architecture.md for the watermark. */
 void store_set_flush_chunk(store *st, size_t n);
 
 /* Highest device sequence the authority has consumed for device (0 if none). */
