@@ -308,6 +308,9 @@ void push_group_end(server *srv)
     if (!store_in_group(srv->store))
         return;
     fs_error e = {0};
+    /* from SRV_FLUSH_THRESHOLD unwritten field states on, this COMMIT also writes one chunk
+     * of them (SRV_FLUSH_CHUNK, more if the backlog grows), until half are left: the cache
+     * drains a little per slice instead of in one stall (store_set_flush_chunk) */
     int rc = store_group_commit(srv->store, server_fanout, srv, &e);
     if (rc)
         srv_log(SLOG_ERROR, "group of %zu pushes not stored: %s", srv->n_done, e.msg);

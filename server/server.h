@@ -55,6 +55,8 @@
 #define SRV_PULL_SOFT_BYTES (256u << 10) /* a changes message stops growing past this */
 #define SRV_PULL_SCAN_ROWS 20000    /* log rows one pull may look at (filtered ones count) */
 #define SRV_WORK_SLICE_US 10000     /* parked messages run per loop pass, then sockets */
+#define SRV_FLUSH_THRESHOLD 50000   /* unwritten field states from which commits write chunks */
+#define SRV_FLUSH_CHUNK 2048        /* field states one group commit writes, about */
 #define SRV_PARK_SMALL_BYTES 4096  /* a push body up to this runs in the interactive lane */
 #define SRV_WRITES_PER_CALLBACK 256 /* frames one WRITEABLE may write while not choked */
 #define SRV_CLOSE_GRACE_S 5         /* a closing session that does not read is cut after */

@@ -67,7 +67,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM log",
     [S_LOG_ALL] = "SELECT seq, body FROM log WHERE seq > ?1 ORDER BY seq",
     [S_LOG_INDEX] = "INSERT OR IGNORE INTO log_by_record(record, seq) "
-                    "SELECT record, seq FROM log WHERE seq > ?1",
+                    "SELECT record, seq FROM log WHERE seq > ?1 AND seq <= ?2",
     [S_REC_GET] = "SELECT type, scope, created FROM records WHERE id = ?1",
     [S_REC_INSERT] = "INSERT INTO records(id, type, scope, parent, created) "
                      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET "
@@ -162,6 +162,7 @@ typedef struct centry {
     uint8_t type;        /* record type, for the flush */
     uint8_t field;
     bool dirty;          /* merged since the last flush */
+    uint64_t lo, hi;     /* dirty: log seq of the first and the last unflushed change merged */
     field_state st;
 } centry;
 
@@ -204,8 +205,13 @@ struct store {
     /* field-state cache: open addressing, linear probing, capacity a power of two */
     struct cslot *tab;
     size_t tab_cap, tab_used, n_dirty, flush_threshold;
-    centry **dirty;          /* the n_dirty dirty entries: a flush visits only these */
+    size_t flush_chunk;      /* states one automatic flush writes, about (0: all) */
+    bool draining;           /* automatic chunks run until n_dirty is down to threshold / 2 */
+    centry **dirty;          /* the n_dirty dirty entries, in first-dirtied (lo) order */
     size_t dirty_cap;
+    centry **fbuf;           /* a flush's entries, sorted by key */
+    size_t fbuf_cap;
+    size_t pending_flush_n;  /* entries dirty[0, n) written by the pending flush */
     uint64_t materialized;   /* log seq up to which `fields` is current */
     uint64_t seen;           /* log seq up to which this handle's cache has merged */
     bool pending_flush;      /* a flush ran inside the current batch's transaction */
@@ -343,6 +349,7 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
     st->s = s;
     st->mode = mode;
     st->flush_threshold = 50000;
+    st->flush_chunk = 0; /* whole flushes: the fewest page writes (bench_apply) */
     msgpack_sbuffer_init(&st->buf);
     msgpack_sbuffer_init(&st->body);
     field_state_init(&st->scratch);
@@ -444,6 +451,7 @@ void store_close(store *st)
     cache_clear(st, false);
     free(st->tab);
     free(st->dirty);
+    free(st->fbuf);
     free(st->rc_tab);
     free(st->tail);
     free(st->dslots);
@@ -458,6 +466,7 @@ void store_close(store *st)
 }
 
 void store_set_flush_threshold(store *st, size_t n) { st->flush_threshold = n ? n : 1; }
+void store_set_flush_chunk(store *st, size_t n) { st->flush_chunk = n; }
 
 sqlite3 *store_db(store *st) { return st->db; }
 hlc_clock *store_clock(store *st) { return &st->clock; }
@@ -611,8 +620,8 @@ static void cache_clear(store *st, bool keep_dirty)
 {
     size_t kept = 0;
     centry **keep = NULL;
-    if (keep_dirty && st->n_dirty)
-        keep = malloc(st->n_dirty * sizeof *keep);
+    if (keep_dirty && st->n_dirty && !(keep = malloc(st->n_dirty * sizeof *keep)))
+        return; /* the dirty states must stay: keep the clean ones too, for now */
     for (size_t i = 0; i < st->tab_cap; i++) {
         centry *e = st->tab[i].e;
         if (!e)
@@ -782,16 +791,68 @@ static void tail_drop(store *st, uint64_t seq)
     }
 }
 
-/* After the transaction holding a flush committed: states are clean, the cache bounded. */
-static void flush_done(store *st, uint64_t last)
+/*
+ * Incremental flush. A flush writes a prefix dirty[0, n) of the dirty array and moves
+ * materialized_seq to a watermark W below every row that a state left unwritten lacks in
+ * `fields`: replaying the rows after W at open then rebuilds the same cache.
+ *
+ * Each dirty entry records the log seq of its first and last unflushed change (lo, hi), and
+ * the dirty array is in first-dirtied order: lo never decreases along it (changes are merged
+ * in log order, a flush removes a prefix, catch_up appends rows after everything seen). So
+ * W = lo(dirty[n]) - 1 (the last log seq when n is the whole array). The prefix is *exact*
+ * when max(hi over it) <= W: every state written holds exactly the rows <= W, and no row is
+ * ever merged again into a state that holds it. flush_pick takes the longest exact prefix
+ * of at most `max` entries when it is at least half of max. An entry edited again since its
+ * first unwritten change (a child edited twice in an hour) often keeps every exact prefix
+ * short: then it takes max entries anyway, and the states written with rows after W get
+ * those rows merged again by the replay. That is a no-op for every rule (merge.c: lww and
+ * review keep the greatest (hlc, device, dseq), so the same change is not greater; escalate
+ * and workflow prune by the greatest base and skip a change already a candidate; sets keep
+ * per value the greatest add clock and remove base; version is a maximum), and the replay
+ * opens and closes no review items (HOW_RECOVER): the same holds for catch_up, which merges
+ * rows another handle may already have written. test_chunked_flush_crash checks both kinds.
+ */
+static size_t flush_pick(const store *st, size_t max, uint64_t last, uint64_t *w)
 {
-    for (size_t i = 0; i < st->n_dirty; i++)
+    size_t best = 0;
+    uint64_t maxhi = 0, bw = last;
+    if (max == 0)
+        max = 1;
+    for (size_t j = 1; j <= st->n_dirty && j <= max; j++) {
+        if (st->dirty[j - 1]->hi > maxhi)
+            maxhi = st->dirty[j - 1]->hi;
+        uint64_t next = j == st->n_dirty ? last + 1 : st->dirty[j]->lo;
+        if (maxhi < next) {
+            best = j;
+            bw = next - 1;
+        }
+    }
+    if (best * 2 >= max || best == st->n_dirty) {
+        *w = bw;
+        return best;
+    }
+    size_t n = max < st->n_dirty ? max : st->n_dirty;
+    *w = n == st->n_dirty ? last : st->dirty[n]->lo - 1;
+    return n;
+}
+
+/* After the transaction holding a flush committed: dirty[0, n) is clean, the rows up to w
+ * are in `fields` and log_by_record; the cache stays bounded. */
+static void flush_done(store *st, uint64_t w, size_t n)
+{
+    if (n > st->n_dirty)
+        n = st->n_dirty;
+    for (size_t i = 0; i < n; i++) {
         st->dirty[i]->dirty = false;
-    st->n_dirty = 0;
-    st->materialized = last;
-    tail_drop(st, last);
-    if (st->tab_used > CACHE_MAX_CLEAN)
-        cache_clear(st, false);
+        st->dirty[i]->lo = st->dirty[i]->hi = 0;
+    }
+    memmove(st->dirty, st->dirty + n, (st->n_dirty - n) * sizeof *st->dirty);
+    st->n_dirty -= n;
+    if (w > st->materialized)
+        st->materialized = w;
+    tail_drop(st, st->materialized);
+    if (st->tab_used > CACHE_MAX_CLEAN + st->n_dirty)
+        cache_clear(st, true);
 }
 
 /* Flush order: by (record, field), the key of `fields`, so that the writes walk the table's
@@ -803,7 +864,11 @@ static int centry_key_cmp(const void *pa, const void *pb)
     return c ? c : (int)a->field - (int)b->field;
 }
 
-int store_flush(store *st, fs_error *e)
+/* Writes about max dirty states (SIZE_MAX: all of them), see flush_pick. Inside a
+ * transaction (a batch's, a group's) it joins it and the entries become clean when it
+ * commits (pending_flush); otherwise it runs its own. Returns 0 or FS_EIO (nothing written,
+ * the cache untouched). */
+static int flush_some(store *st, size_t max, fs_error *e)
 {
     if (!st->n_dirty) {
         uint64_t last;
@@ -818,10 +883,26 @@ int store_flush(store *st, fs_error *e)
     /* write only states that include everything logged so far, never older ones over newer
      * ones another handle wrote */
     int rc = outer ? 0 : catch_up(st);
-    if (!rc && st->n_dirty > 1)
-        qsort(st->dirty, st->n_dirty, sizeof *st->dirty, centry_key_cmp);
-    for (size_t i = 0; i < st->n_dirty && !rc; i++) {
-        centry *c = st->dirty[i];
+    uint64_t last = 0, w = 0, stored = 0;
+    if (!rc)
+        rc = store_last_seq(st, &last);
+    size_t n = rc ? 0 : flush_pick(st, max, last, &w);
+    if (!rc && n > st->fbuf_cap) {
+        centry **nb = realloc(st->fbuf, n * sizeof *nb);
+        if (nb) {
+            st->fbuf = nb;
+            st->fbuf_cap = n;
+        } else {
+            rc = FS_ENOMEM;
+        }
+    }
+    if (!rc && n) {
+        memcpy(st->fbuf, st->dirty, n * sizeof *st->fbuf);
+        if (n > 1)
+            qsort(st->fbuf, n, sizeof *st->fbuf, centry_key_cmp);
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        centry *c = st->fbuf[i];
         const schema_type *t = schema_type_by_id(st->s, c->type);
         const schema_field *f = t ? schema_field_by_num(t, c->field) : NULL;
         if (!f) {
@@ -830,21 +911,24 @@ int store_flush(store *st, fs_error *e)
         }
         rc = field_save(st, &c->record, f, &c->st);
     }
-    uint64_t last = 0;
-    if (!rc)
-        rc = store_last_seq(st, &last);
-    if (!rc) {
+    /* another handle may have materialized further (its flush wrote exactly the rows up to
+     * its watermark, and none of ours after w touched what we wrote): never move back */
+    char v[32];
+    if (!rc && store_meta_get(st, "materialized_seq", v, sizeof v) == 0 &&
+        (stored = strtoull(v, NULL, 10)) > w)
+        w = stored;
+    if (!rc && w > st->materialized) {
         sqlite3_stmt *q = stmt(st, S_LOG_INDEX);
         rc = q ? 0 : FS_EIO;
         if (q) {
             sqlite3_bind_int64(q, 1, (sqlite3_int64)st->materialized);
+            sqlite3_bind_int64(q, 2, (sqlite3_int64)w);
             rc = sqlite3_step(q) == SQLITE_DONE ? 0 : FS_EIO;
             sqlite3_reset(q);
         }
     }
-    char v[32];
-    snprintf(v, sizeof v, "%llu", (unsigned long long)last);
-    if (!rc)
+    snprintf(v, sizeof v, "%llu", (unsigned long long)w);
+    if (!rc && w != stored)
         rc = store_meta_set(st, "materialized_seq", v);
     if (!outer && !rc && exec1(st, S_COMMIT))
         rc = FS_EIO;
@@ -854,12 +938,39 @@ int store_flush(store *st, fs_error *e)
         return db_fail(st, e, "flush");
     }
     if (!outer) {
-        flush_done(st, last);
+        flush_done(st, w, n);
     } else {
-        st->pending_flush_seq = last;
+        st->pending_flush_seq = w;
+        st->pending_flush_n = n;
         st->pending_flush = true;
     }
     return 0;
+}
+
+int store_flush(store *st, fs_error *e)
+{
+    return flush_some(st, SIZE_MAX, e);
+}
+
+/* The automatic flush at the end of a batch or group: from flush_threshold dirty states (or
+ * TAIL_MAX unflushed rows) on, one chunk of flush_chunk states per commit until the count is
+ * down to half the threshold; a chunk grows with the backlog beyond the threshold, so that
+ * a steady stream faster than one chunk per commit cannot grow the cache without bound. */
+static int flush_auto(store *st)
+{
+    if (!st->draining && st->n_dirty < st->flush_threshold && st->tail_used < TAIL_MAX)
+        return 0;
+    size_t max = SIZE_MAX;
+    if (st->flush_chunk) {
+        max = st->flush_chunk;
+        if (st->n_dirty > st->flush_threshold)
+            max = (size_t)((double)st->flush_chunk * st->n_dirty / st->flush_threshold);
+    }
+    int rc = flush_some(st, max, NULL);
+    size_t left = st->n_dirty - (st->pending_flush ? st->pending_flush_n : 0);
+    st->draining = !rc && st->flush_chunk &&
+                   (left > st->flush_threshold / 2 || st->tail_used >= TAIL_MAX / 2);
+    return rc;
 }
 
 int store_field_get(store *st, const rid_t *record, int field, field_state *out)
@@ -1777,8 +1888,11 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
                 st->dirty_cap = cap;
             }
             ce->dirty = true;
+            ce->lo = r->seq;
             st->dirty[st->n_dirty++] = ce;
         }
+        if (r->seq > ce->hi)
+            ce->hi = r->seq;
     }
     hlc_recv(&st->clock, c->hlc); /* drift was checked above for the authority */
 out:
@@ -1937,8 +2051,8 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
     if (!rc && st->clock.last != clock_before)
         rc = save_clock(st);
     /* a group flushes once, before its COMMIT (store_group_commit) */
-    if (!rc && !group && (st->n_dirty >= st->flush_threshold || st->tail_used >= TAIL_MAX))
-        rc = store_flush(st, NULL);
+    if (!rc && !group)
+        rc = flush_auto(st);
     /* the caller's writes that must commit with the batch (the SDK: outbox, cursor) */
     fs_error he = {0};
     bool hook_failed = false;
@@ -1975,7 +2089,7 @@ int store_apply_batch(store *st, const change *changes, size_t n, const apply_op
         return 0; /* committed (and fanned out) by store_group_commit */
     if (st->pending_flush) {
         st->pending_flush = false;
-        flush_done(st, st->pending_flush_seq);
+        flush_done(st, st->pending_flush_seq, st->pending_flush_n);
     }
     if (o && o->on_commit) {
         for (size_t i = 0; i < n; i++) {
@@ -2052,10 +2166,10 @@ int store_group_commit(store *st, store_commit_fn on_commit, void *ctx, fs_error
     int rc = 0;
     if (st->group_broken)
         rc = fs_error_set(e, FS_EIO, "group: a batch's failure ended the transaction");
-    else if ((st->pending_flush || st->n_dirty >= st->flush_threshold ||
-              st->tail_used >= TAIL_MAX) &&
-             store_flush(st, e))
-        rc = FS_EIO;
+    /* a reader's flush inside the group wrote states that later batches may have merged
+     * into again: all of them are written again (in full); otherwise one chunk if due */
+    else if (st->pending_flush ? store_flush(st, e) : flush_auto(st))
+        rc = fs_error_set(e, FS_EIO, "group: flush failed");
     else if (exec1(st, S_COMMIT))
         rc = db_fail(st, e, "group: commit");
     st->group_broken = false;
@@ -2067,7 +2181,7 @@ int store_group_commit(store *st, store_commit_fn on_commit, void *ctx, fs_error
     }
     if (st->pending_flush) {
         st->pending_flush = false;
-        flush_done(st, st->pending_flush_seq);
+        flush_done(st, st->pending_flush_seq, st->pending_flush_n);
     }
     /* committed whatever happens next: a log that cannot be read back now loses these
      * changes' events (subscribers read them with their next pull), not the commit */
@@ -2248,7 +2362,7 @@ int store_rebuild(store *st, fs_error *e)
     st->pending_flush = false;
     int rc = store_tx(st, rebuild_tx, NULL, e);
     if (!rc && st->pending_flush)
-        flush_done(st, st->pending_flush_seq);
+        flush_done(st, st->pending_flush_seq, st->pending_flush_n);
     st->pending_flush = false;
     if (rc && recover(st))
         cache_clear(st, false);

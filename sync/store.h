@@ -160,12 +160,24 @@ void store_group_rollback(store *st);
 bool store_in_group(const store *st);
 
 /* Writes the cached field states to the `fields` table and the log's record index, in one
- * transaction. Returns 0 or FS_EIO. Called automatically when the cache holds many unwritten
- * states, by the store's own readers, and by store_close. */
+ * transaction: all of them (the automatic flush writes chunks, store_set_flush_chunk).
+ * Returns 0 or FS_EIO. Called by the store's own readers and by store_close; readers of
+ * `fields` through store_db() call it first. */
 int store_flush(store *st, fs_error *e);
 
-/* Sets how many unwritten field states trigger an automatic flush (default 50,000). */
+/* Sets how many unwritten field states trigger automatic flushing (default 50,000). From
+ * there, each batch's or group's commit writes one chunk (store_set_flush_chunk) until at
+ * most half of this is left unwritten. */
 void store_set_flush_threshold(store *st, size_t n);
+
+/* Sets about how many states one automatic flush writes (default 0: all of them, in one
+ * transaction, as store_flush does: the fewest page writes in all; a chunk of a few thousand
+ * states bounds each commit's work instead, at the cost of more pages written in all, as
+ * fieldsyncd does to keep live pushes prompt). A chunk is the oldest-dirtied states; it grows
+ * only in proportion to the backlog beyond the threshold (n * dirty / threshold), so that a
+ * stream faster than a chunk per commit cannot grow the cache without bound. See "Log first,
+ * state later" in docs/architecture.md for the watermark. */
+void store_set_flush_chunk(store *st, size_t n);
 
 /* Highest device sequence the authority has consumed for device (0 if none). */
 int store_device_seq(store *st, const rid_t *device, uint64_t *out);

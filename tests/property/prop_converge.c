@@ -238,6 +238,27 @@ typedef struct sim {
 
 static uint64_t sim_wall(void *ctx) { return ((sim *)ctx)->now_ms; }
 
+/* --flush-chunk N: every store flushes automatically from a few dirty states on, N states
+ * per commit (0: the default, a case in five gets a tiny chunk). */
+static long opt_flush_chunk = 0;
+
+/* Incremental flushes (store_set_flush_chunk) must not change any state either: partial
+ * flushes, the replay after a failed batch over a partly written table, re-sends found
+ * through a tail set cut at the watermark. Drawn from a copy of r, so that the case's own
+ * stream (and what a seed reproduces) does not depend on it. */
+static void flush_chunk_opts(store *st, const rng *r)
+{
+    rng c = *r;
+    (void)rng_below(&c, 7);
+    if (opt_flush_chunk) {
+        store_set_flush_threshold(st, (size_t)rng_range(&c, 1, 64));
+        store_set_flush_chunk(st, (size_t)opt_flush_chunk);
+    } else if (rng_pct(&c, 20)) {
+        store_set_flush_threshold(st, (size_t)rng_range(&c, 1, 64));
+        store_set_flush_chunk(st, (size_t)rng_range(&c, 1, 4));
+    }
+}
+
 static uint64_t dev_wall(void *ctx)
 {
     device *d = ctx;
@@ -1130,6 +1151,7 @@ static store *replica_open(sim *sm)
     /* the state must not depend on when cached field states reach the table */
     if (rng_pct(&sm->r, 30))
         store_set_flush_threshold(st, (size_t)rng_range(&sm->r, 1, 256));
+    flush_chunk_opts(st, &sm->r);
     return st;
 }
 
@@ -1444,6 +1466,7 @@ static int run_case(const names *nm, uint64_t seed, uint64_t case_no, totals *to
     store_clock(sm->auth)->wall_ctx = sm;
     if (rng_pct(r, 30))
         store_set_flush_threshold(sm->auth, (size_t)rng_range(r, 1, 256));
+    flush_chunk_opts(sm->auth, r);
     sm->opts.authorize = authorize_scope;
     sm->opts.ctx = sm;
 
@@ -1651,10 +1674,13 @@ static double now_s(void)
 static int usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s [--seed N] [--cases N] [--case K] [--jobs N] [--verbose]\n"
+            "usage: %s [--seed N] [--cases N] [--case K] [--jobs N] [--flush-chunk N] "
+            "[--verbose]\n"
             "  --cases N  cases 0..N-1 (default 2000, 300 when FS_SANITIZED is set)\n"
             "  --case K   only case K (what a failure asks you to re-run)\n"
             "  --jobs N   worker threads (default: 2, or 1 on a single CPU)\n"
+            "  --flush-chunk N  every store flushes N states per commit from a few dirty\n"
+            "             states on (default: a tiny chunk in a case of five)\n"
             "  --verbose  print every change and push answer (forces --jobs 1)\n",
             argv0);
     return 2;
@@ -1686,6 +1712,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) {
             jobs = strtol(argv[++i], &end, 10);
             if (*end || jobs < 1 || jobs > 64)
+                return usage(argv[0]);
+        } else if (!strcmp(argv[i], "--flush-chunk") && i + 1 < argc) {
+            opt_flush_chunk = strtol(argv[++i], &end, 10);
+            if (*end || opt_flush_chunk < 1)
                 return usage(argv[0]);
         } else if (!strcmp(argv[i], "--verbose")) {
             verbose = true;
