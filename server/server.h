@@ -345,6 +345,7 @@ typedef struct srv_config {
     unsigned session_max_s;    /* ... and this long after login */
     int idle_timeout_s;
     int keepalive_s;           /* lws pings a silent connection after this; hang-up 1.5x */
+    unsigned flush_chunk;      /* field states per commit once SRV_FLUSH_THRESHOLD wait */
     unsigned msg_rate;         /* 0 = unlimited */
     unsigned hello_fails;      /* failed hellos per address per minute */
     unsigned ledger_queue;     /* queued ledger events per session before RESYNC */
