@@ -304,7 +304,8 @@ int main(int argc, char **argv)
                    "\n"
                    "  --interval MS  one probe push and one ping every MS (default 10)\n"
                    "  --idle S       seconds of probing before the load (default 3)\n"
-                   "  --quick        200 devices\n",
+                   "  --quick        200 devices\n"
+                   "  --flush-chunk N  start fieldsyncd with --flush-chunk N (0: whole flushes)\n",
                    TARGET_P99_MS);
             return 0;
         } else if (!strcmp(a, "--quick")) {
@@ -313,6 +314,8 @@ int main(int argc, char **argv)
             o.fresh = true;
         } else if (!strcmp(a, "--keep")) {
             o.keep = true;
+        } else if (!strcmp(a, "--flush-chunk") && v) {
+            o.flush_chunk = v, i++;
         } else if (!strcmp(a, "--devices") && v) {
             o.devices = atoi(v), i++;
         } else if (!strcmp(a, "--children") && v) {

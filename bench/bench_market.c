@@ -32,7 +32,8 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: bench_market [--devices N] [--children C] [--window S] [--dir DIR]\n"
-            "                    [--fresh] [--keep] [--raw] [--perf PREFIX] [--quick] [--help]\n"
+            "                    [--fresh] [--keep] [--raw] [--flush-chunk N] [--perf PREFIX]\n"
+            "                    [--quick] [--help]\n"
             "\n"
             "N devices (10 per village, 20 villages per township) connect within S seconds\n"
             "to a real fieldsyncd, each pushing a week of offline work (~20 visits, ~10 child\n"
@@ -47,6 +48,7 @@ static void usage(FILE *to)
             "  --fresh       rebuild the cached enrolment template (takes minutes)\n"
             "  --keep        keep the run folder (server.log, server.db)\n"
             "  --raw         devices never compress (default: dictionary 1)\n"
+            "  --flush-chunk N  start fieldsyncd with --flush-chunk N (0: whole flushes)\n"
             "  --quick       200 devices: a smoke test\n"
             "  --perf PREFIX record the server with perf (cpu-clock, call graphs) during the\n"
             "                push and the pull into PREFIX.push and PREFIX.pull\n"
@@ -71,6 +73,8 @@ int main(int argc, char **argv)
             o.fresh = true;
         } else if (!strcmp(a, "--keep")) {
             o.keep = true;
+        } else if (!strcmp(a, "--flush-chunk") && v) {
+            o.flush_chunk = v, i++;
         } else if (!strcmp(a, "--raw")) {
             o.raw = true;
         } else if (!strcmp(a, "--devices") && v) {

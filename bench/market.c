@@ -402,13 +402,19 @@ int market_setup(market *m, const market_opts *o)
      * device has too and the pull phase starts (real devices pull at once); on a loaded
      * machine the push phase outlasts the server's default 120 s idle timeout (measured:
      * 135 s at load 12, and device 0 got IDLE). */
-    static const char *const args[] = {"--idle-timeout", "900", NULL};
+    const char *args[] = {"--idle-timeout", "900", NULL, NULL, NULL};
+    if (m->o.flush_chunk) {
+        args[2] = "--flush-chunk";
+        args[3] = m->o.flush_chunk;
+    }
     if (bh_server_start(&m->srv, m->run_dir, args))
         return -1;
     bh_proc p;
     bh_proc_read(m->srv.pid, &p);
-    printf("  server    pid %d, port %d, store %s, open files limit %ld (inherited)\n",
-           (int)m->srv.pid, m->srv.port, m->srv.db, lim);
+    printf("  server    pid %d, port %d, store %s, open files limit %ld (inherited),"
+           " --flush-chunk %s\n",
+           (int)m->srv.pid, m->srv.port, m->srv.db, lim,
+           m->o.flush_chunk ? m->o.flush_chunk : "default");
     return 0;
 }
 

@@ -33,6 +33,7 @@ typedef struct market_opts {
     bool keep;               /* keep the run folder */
     bool raw;                /* devices never compress */
     bool live_users;         /* also enrol a subscriber and a probe device (bench_live) */
+    const char *flush_chunk; /* fieldsyncd --flush-chunk (NULL: the server's default) */
 } market_opts;
 
 typedef struct market_ident {
