@@ -216,8 +216,8 @@ static void pack(packed *p, const change *c, bool full)
 /* Decodes len bytes of p copied into an exact-size heap block under schema s. On success
  * *copy is the block (the change borrows it; free it after); on error it is freed. Checks
  * the reader's contract: consumed all on success, unchanged position on error, e->code. */
-static int decode_with(const schema *s, const void *bytes, size_t len, bool full, change *out,
-                       fs_error *e, uint8_t **copy)
+static int decode_any(const schema *s, const void *bytes, size_t len, bool full, bool abbrev,
+                      change *out, fs_error *e, uint8_t **copy)
 {
     uint8_t *cp = malloc(len ? len : 1);
     CHECK(cp);
@@ -226,7 +226,7 @@ static int decode_with(const schema *s, const void *bytes, size_t len, bool full
     mpr r;
     mpr_init(&r, cp, len);
     memset(e, 0, sizeof *e);
-    int rc = change_unpack(&r, s, full, out, e);
+    int rc = abbrev ? change_unpack_push(&r, s, out, e) : change_unpack(&r, s, full, out, e);
     if (rc) {
         CHECK(r.p == cp);
         CHECK_INT(e->code, ==, rc);
@@ -242,6 +242,12 @@ static int decode_with(const schema *s, const void *bytes, size_t len, bool full
             free(cp);
     }
     return rc;
+}
+
+static int decode_with(const schema *s, const void *bytes, size_t len, bool full, change *out,
+                       fs_error *e, uint8_t **copy)
+{
+    return decode_any(s, bytes, len, full, false, out, e, copy);
 }
 
 /* Expects the message in p to be refused with code want, the message naming what. */
@@ -1331,28 +1337,7 @@ static void test_decoded_by(void)
 /* change_unpack_push on an exact-size copy; the reader's contract as decode_with. */
 static int decode_push(const void *bytes, size_t len, change *out, fs_error *e, uint8_t **copy)
 {
-    uint8_t *cp = malloc(len ? len : 1);
-    CHECK(cp);
-    if (len)
-        memcpy(cp, bytes, len);
-    mpr r;
-    mpr_init(&r, cp, len);
-    memset(e, 0, sizeof *e);
-    int rc = change_unpack_push(&r, S, out, e);
-    if (rc) {
-        CHECK(r.p == cp);
-        CHECK_INT(e->code, ==, rc);
-        CHECK(e->msg[0] != '\0');
-        free(cp);
-        cp = NULL;
-    } else {
-        CHECK(r.p == cp + len);
-    }
-    if (copy)
-        *copy = cp;
-    else
-        free(cp);
-    return rc;
+    return decode_any(S, bytes, len, false, true, out, e, copy);
 }
 
 /* The push form of c (full id) with its record bin replaced by n bytes (the id's first n,
