@@ -11,6 +11,7 @@
  *     unconsumed numbered changes go back to full ids.
  */
 #include "check.h"
+#include "client_local_support.h"
 #include "internal.h"
 
 #include <stdio.h>
@@ -18,21 +19,6 @@
 #include <string.h>
 
 static char dir[64];
-
-static fieldsync_db *open_enrolled(const char *name, const char *dev)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    fieldsync_db *db = NULL;
-    CHECK_OK(fieldsync_open(path, NULL, &db));
-    CHECK_OK(fieldsync_enrol(db, "ws://127.0.0.1:9", dev, "token"));
-    CHECK_OK(kv_set_text(db, "user", "wang"));
-    CHECK_OK(kv_set_text(db, "role", "visitor"));
-    snprintf(db->user, sizeof db->user, "wang");
-    db->role = schema_role_by_name(db->s, "visitor");
-    CHECK(db->role >= 0);
-    return db;
-}
 
 static void new_child(fieldsync_db *db, rid_t *id)
 {
@@ -96,7 +82,8 @@ static void result(wire_result *res, uint64_t dseq, uint8_t status, int code)
 
 static void test_abbrev_outbox(void)
 {
-    fieldsync_db *db = open_enrolled("abbrev.db", "00112233445566778899aabbccddeeff");
+    fieldsync_db *db =
+        cl_open_enrolled(dir, "abbrev.db", "00112233445566778899aabbccddeeff", "visitor");
     rid_t x, y, z;
     new_child(db, &x);
     ob_batch b = {0};
@@ -187,7 +174,8 @@ static void test_abbrev_outbox(void)
  * answers for): the replica stops abbreviating */
 static void test_restored_server(void)
 {
-    fieldsync_db *db = open_enrolled("restored.db", "ffeeddccbbaa99887766554433221100");
+    fieldsync_db *db =
+        cl_open_enrolled(dir, "restored.db", "ffeeddccbbaa99887766554433221100", "visitor");
     rid_t x;
     new_child(db, &x);
     ob_batch b = {0};
@@ -219,13 +207,10 @@ static void test_restored_server(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/fs-client-abbrev-XXXXXX");
-    CHECK(mkdtemp(dir));
+    cl_mkdir("client-abbrev", dir, sizeof dir);
     test_abbrev_outbox();
     test_restored_server();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_OK(system(cmd));
+    cl_rmdir(dir);
     printf("client_local_abbrev: ok\n");
     return 0;
 }

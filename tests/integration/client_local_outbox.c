@@ -13,6 +13,7 @@
  *   - pulled changes and the cursor are stored together.
  */
 #include "check.h"
+#include "client_local_support.h"
 #include "internal.h"
 
 #include <stdio.h>
@@ -20,22 +21,6 @@
 #include <string.h>
 
 static char dir[64];
-
-static fieldsync_db *open_enrolled(const char *name, const char *dev, const char *role)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    fieldsync_db *db = NULL;
-    CHECK_OK(fieldsync_open(path, NULL, &db));
-    CHECK_OK(fieldsync_enrol(db, "ws://127.0.0.1:9", dev, "token"));
-    /* what a welcome would tell the device */
-    CHECK_OK(kv_set_text(db, "user", "wang"));
-    CHECK_OK(kv_set_text(db, "role", role));
-    snprintf(db->user, sizeof db->user, "wang");
-    db->role = schema_role_by_name(db->s, role);
-    CHECK(db->role >= 0);
-    return db;
-}
 
 static char *new_child(fieldsync_db *db, const char *village, const char *household)
 {
@@ -114,7 +99,8 @@ static int64_t outbox_count(fieldsync_db *db)
 
 static void test_fast_lane(void)
 {
-    fieldsync_db *db = open_enrolled("lane.db", "00112233445566778899aabbccddeeff", "visitor");
+    fieldsync_db *db =
+        cl_open_enrolled(dir, "lane.db", "00112233445566778899aabbccddeeff", "visitor");
     char *child = new_child(db, "v1", NULL);
     char *visits[1000];
     for (int i = 0; i < 1000; i++)
@@ -226,7 +212,8 @@ static void test_fast_lane(void)
 
 static void test_dependencies_and_undo(void)
 {
-    fieldsync_db *db = open_enrolled("deps.db", "ffeeddccbbaa99887766554433221100", "visitor");
+    fieldsync_db *db =
+        cl_open_enrolled(dir, "deps.db", "ffeeddccbbaa99887766554433221100", "visitor");
     fieldsync_record *h;
     CHECK_OK(fieldsync_record_new(db, "household", &h));
     CHECK_OK(fieldsync_set_text(h, "village", "v1"));
@@ -334,13 +321,10 @@ static void test_dependencies_and_undo(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/fs-client-outbox-XXXXXX");
-    CHECK(mkdtemp(dir));
+    cl_mkdir("client-outbox", dir, sizeof dir);
     test_fast_lane();
     test_dependencies_and_undo();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_OK(system(cmd));
+    cl_rmdir(dir);
     printf("client_local_outbox: ok\n");
     return 0;
 }

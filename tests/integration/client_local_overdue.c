@@ -12,6 +12,7 @@
  *     other intervals gives another list; a file naming a field the schema lacks is refused.
  */
 #include "check.h"
+#include "client_local_support.h"
 #include "internal.h"
 
 #include <stdio.h>
@@ -23,21 +24,6 @@
 
 static char dir[64];
 static int64_t now_s;
-
-static fieldsync_db *open_enrolled(const char *name)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    fieldsync_db *db = NULL;
-    CHECK_OK(fieldsync_open(path, NULL, &db));
-    CHECK_OK(fieldsync_enrol(db, "ws://127.0.0.1:9", "0123456789abcdef0123456789abcdef", "t"));
-    CHECK_OK(kv_set_text(db, "user", "wang"));
-    CHECK_OK(kv_set_text(db, "role", "supervisor"));
-    snprintf(db->user, sizeof db->user, "wang");
-    db->role = schema_role_by_name(db->s, "supervisor");
-    CHECK(db->role >= 0);
-    return db;
-}
 
 static char *new_child(fieldsync_db *db, const char *name, const char *village, const char *risk,
                        const char *status)
@@ -132,10 +118,10 @@ static void write_file(const char *path, const char *text)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/fs-overdue-XXXXXX");
-    CHECK(mkdtemp(dir));
+    cl_mkdir("overdue", dir, sizeof dir);
     now_s = time(NULL);
-    fieldsync_db *db = open_enrolled("replica.db");
+    fieldsync_db *db =
+        cl_open_enrolled(dir, "replica.db", "0123456789abcdef0123456789abcdef", "supervisor");
 
     /* schema/ledger.yaml: high 30 days, medium 60, others 90; on file = on_file or unset */
     char *late = new_child(db, "A 逾期", "cq-01", "high", "on_file");
@@ -260,9 +246,7 @@ int main(void)
     free(gone);
     free(low);
     free(newborn);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_OK(system(cmd));
+    cl_rmdir(dir);
     printf("client_local_overdue: ok\n");
     return 0;
 }
