@@ -83,17 +83,6 @@ static void retarget(const char *dbfile, const unsigned char from[16], const uns
     CHECK_INT(sqlite3_close(db), ==, SQLITE_OK);
 }
 
-static void new_child(fieldsync_db *db, const char *name, char *id)
-{
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(db, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", name));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    snprintf(id, 40, "%s", fieldsync_record_id(r));
-    fieldsync_record_free(r);
-}
-
 static void set_grade(fieldsync_db *db, const char *id, int64_t grade)
 {
     fieldsync_record *r;
@@ -105,19 +94,15 @@ static void set_grade(fieldsync_db *db, const char *id, int64_t grade)
 
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-abbrev", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role visitor --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "visitor", "V1"}};
+    it_world(&s, "it-abbrev", users, 2);
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
 
     char x[40], y[40];
-    new_child(b, "李小红", x);
+    it_child(b, "李小红", "V1", x);
     fieldsync_sync_result r = it_sync(b);
     CHECK_INT(r.accepted, ==, 1);
     r = it_sync(a);
@@ -133,7 +118,7 @@ int main(void)
     CHECK_STR(it_field(b, x, "grade"), "3");
 
     /* Y, sharing X's first 9 bytes, created by B */
-    new_child(b, "李小明", y);
+    it_child(b, "李小明", "V1", y);
     unsigned char xb[16], yb[16], nb[16];
     id_bytes(x, xb);
     id_bytes(y, yb);
@@ -171,7 +156,7 @@ int main(void)
     fieldsync_close(a);
     fieldsync_close(b);
     it_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_abbrev: ok\n");
     return 0;
 }

@@ -62,13 +62,9 @@ static void edit(fieldsync_db *db, const char *id, const char *school, const cha
 
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-converge", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role volunteer --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "volunteer", "V1"}};
+    it_world(&s, "it-converge", users, 2);
     it_admin(&s, "user add sup --role supervisor --township T1");
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
@@ -176,7 +172,7 @@ int main(void)
     CHECK_STR(st_a, st_b);
     CHECK_STR(st_a, st_s);
     CHECK_STR(st_a, st_srv);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_converge: ok\n");
     return 0;
 }

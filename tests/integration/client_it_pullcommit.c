@@ -60,13 +60,9 @@ static void watch_init(watch *w, srv *s, fieldsync_db *db, const char *name)
 
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-pullcommit", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
-    it_admin(&s, "user add vb --role volunteer --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}, {"vb", "volunteer", "V1"}};
+    it_world(&s, "it-pullcommit", users, 2);
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
     fieldsync_db *b = it_device(&s, "vb", "b");
@@ -74,21 +70,10 @@ int main(void)
     fieldsync_db *d = it_device(&s, "vb", "d");
 
     for (int i = 0; i < N_CHILDREN; i++) {
-        fieldsync_record *r;
         char name[64], id[40];
         snprintf(name, sizeof name, "王小明%03d", i);
-        CHECK_OK(fieldsync_record_new(a, "child", &r));
-        CHECK_OK(fieldsync_set_text(r, "name", name));
-        CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-        CHECK_OK(fieldsync_record_save(r));
-        snprintf(id, sizeof id, "%s", fieldsync_record_id(r));
-        fieldsync_record_free(r);
-        CHECK_OK(fieldsync_record_new(a, "visit", &r));
-        CHECK_OK(fieldsync_set_ref(r, "child", id));
-        CHECK_OK(fieldsync_set_enum(r, "kind", "home_visit"));
-        CHECK_OK(fieldsync_set_time(r, "visited_at", 1725235200 + i));
-        CHECK_OK(fieldsync_record_save(r));
-        fieldsync_record_free(r);
+        it_child(a, name, "V1", id);
+        it_visit(a, id, 1725235200 + i, NULL);
     }
     fieldsync_sync_result res = it_sync(a);
     CHECK_INT(res.accepted, ==, TOTAL);
@@ -142,7 +127,7 @@ int main(void)
     fieldsync_close(c);
     fieldsync_close(d);
     it_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_pullcommit: ok\n");
     return 0;
 }
