@@ -979,17 +979,26 @@ static void test_set(store *st)
 
 /* ---- refusals ------------------------------------------------------------------------ */
 
+/* The start of the refusal tests: visitors a (王老师) and b (李干部), and child x (蒋小龙)
+ * created by a at clock *h1, accepted by st. Returns that clock in *h1. */
+static void refusal_start(store *st, device *a, device *b, rid_t *x, uint64_t *h1)
+{
+    device_init(a, "王老师", R_VISITOR);
+    device_init(b, "李干部", R_VISITOR);
+    new_id(x);
+    *h1 = tick();
+    change ch;
+    child_create(&ch, x, *h1, a, "蒋小龙");
+    ACCEPT(st, &ch);
+}
+
 static void test_refusals(store *st)
 {
     device a, b;
-    device_init(&a, "王老师", R_VISITOR);
-    device_init(&b, "李干部", R_VISITOR);
     rid_t x;
-    new_id(&x);
+    uint64_t h1;
+    refusal_start(st, &a, &b, &x, &h1);
     change ch;
-    uint64_t h1 = tick();
-    child_create(&ch, &x, h1, &a, "蒋小龙");
-    ACCEPT(st, &ch);
     apply_result r;
 
     /* a value out of range and an unknown field (hand-built: the store validates too) */
@@ -2260,14 +2269,10 @@ static void test_refused_whole_in_place(void)
 {
     store *st = open_store(":memory:", STORE_AUTHORITY);
     device a, b;
-    device_init(&a, "王老师", R_VISITOR);
-    device_init(&b, "李干部", R_VISITOR);
     rid_t x;
-    new_id(&x);
+    uint64_t h1;
+    refusal_start(st, &a, &b, &x, &h1);
     change ch;
-    uint64_t h1 = tick();
-    child_create(&ch, &x, h1, &a, "蒋小龙");
-    ACCEPT(st, &ch);
     uint64_t h2 = tick();
     ch_begin(&ch, CHILD, &x, h2, h1, &a);
     ch_enum(&ch, CHILD, "risk_level", "high");
