@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # server_admin.sh — the admin command line of fieldsyncd: usage, exit codes (0 ok, 1 usage,
 # 2 not found or conflict, 3 store error), --json, the messages that say how to fix things,
-# and that a device token is printed once and never stored.
+# and that a device token is printed once and never stored; and the daemon's own options
+# checked at start (--flush-chunk's range, TLS files, a second daemon on one store).
 #
 # Usage: server_admin.sh path/to/fieldsyncd     (CTest: server.admin)
 # The commands with a running daemon and real data (export, backup/restore while serving)
@@ -111,24 +112,54 @@ a 0 township list
 case "$out" in *T3*) echo "FAIL: restore did not restore" >&2; fails=$((fails + 1)) ;; esac
 a 2 restore "$dir/none.db";              has "no backup file" err
 
-# the daemon's own command line: TLS (wss://, https://) when openssl and curl are here
+# the daemon's own command line
+# start NAME ARGS... : starts fieldsyncd ARGS... in the background (stdout and stderr in
+# $dir/NAME.out and .err), waits up to 10 s for its "listening" line; sets $pid and $port
+start() {
+  local name=$1; shift
+  "$bin" "$@" >"$dir/$name.out" 2>"$dir/$name.err" &
+  pid=$!
+  for _ in $(seq 100); do
+    grep -q listening "$dir/$name.out" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  port=$(sed -n 's/^fieldsyncd listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/$name.out")
+  [ -n "$port" ] || { echo "FAIL: fieldsyncd $* did not start" >&2; cat "$dir/$name.err" >&2; fails=$((fails + 1)); }
+}
+# stop NAME : SIGTERM to the daemon start NAME began ($pid); it must exit 0
+stop() {
+  kill -TERM "$pid" 2>/dev/null; wait "$pid"; local st=$?
+  [ $st = 0 ] || { echo "FAIL: daemon $1 exit $st after SIGTERM" >&2; cat "$dir/$1.err" >&2; fails=$((fails + 1)); }
+}
+
+# --flush-chunk N: 0 (whole flushes) to 1,000,000; anything else stops it at the command line
+# (exit 1, the value named). The store's folder does not exist: a value wrongly accepted is
+# exit 3 (cannot create the store), not a daemon left serving
+expect 0 --help;                         has "--flush-chunk N"
+for bad in -1 abc "" 12x 1000001 99999999999999999999; do
+  expect 1 --db "$dir/none/chunk.db" --listen 127.0.0.1:0 --no-web --flush-chunk "$bad"
+  has "bad option or value: --flush-chunk $bad (see --help)" err
+done
+expect 1 --db "$dir/none/chunk.db" --flush-chunk; has "missing value: --flush-chunk" err
+for good in 0 1 1000000; do
+  start chunk$good --db "$dir/chunk.db" --listen 127.0.0.1:0 --no-web --flush-chunk $good
+  stop chunk$good
+done
+
+# TLS (wss://, https://) when openssl and curl are here
 expect 1 --db "$db" --tls-cert "$dir/none.pem" --tls-key "$dir/none.pem"; has "cannot read --tls-cert" err
 expect 1 --db "$db" --tls-cert "$dir/none.pem";                            has "go together" err
 if command -v openssl >/dev/null && command -v curl >/dev/null; then
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" \
     -days 2 -subj /CN=127.0.0.1 >/dev/null 2>&1
-  "$bin" --db "$db" --listen 127.0.0.1:0 --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem" \
-    >"$dir/tls.out" 2>"$dir/tls.err" &
-  pid=$!
-  for _ in $(seq 50); do grep -q listening "$dir/tls.out" && break; sleep 0.1; done
-  port=$(sed -n 's/^fieldsyncd listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/tls.out")
+  start tls --db "$db" --listen 127.0.0.1:0 --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem"
   body=$(curl -sk --max-time 5 "https://127.0.0.1:$port/healthz")
   [ "$body" = ok ] || { echo "FAIL: https healthz gave '$body'" >&2; fails=$((fails + 1)); }
   # a second daemon on the same store is refused
   expect 3 --db "$db" --listen 127.0.0.1:0; has "another fieldsyncd (pid $pid)" err
   a 2 restore "$dir/b.db";               has "is serving" err
-  kill -TERM "$pid"; wait "$pid"; st=$?
-  [ $st = 0 ] || { echo "FAIL: daemon exit $st after SIGTERM" >&2; cat "$dir/tls.err" >&2; fails=$((fails + 1)); }
+  stop tls
 fi
 
 # store errors
