@@ -295,6 +295,21 @@ static void check_equal(const change *a, const change *b, bool full)
     }
 }
 
+/* Packs c into p (full or push form; the caller frees p with packed_destroy) and decodes
+ * it under schema s into *d, which must succeed (else prints why and aborts). Returns new:
+ * the exact-size copy *d borrows (free it when done with *d). */
+static uint8_t *pack_decode(const schema *s, const change *c, bool full, packed *p, change *d)
+{
+    pack(p, c, full);
+    fs_error e;
+    uint8_t *cp;
+    int rc = decode_with(s, p->sb.data, p->sb.size, full, d, &e, &cp);
+    if (rc)
+        fprintf(stderr, "decoding %s: %s\n", full ? "full" : "push", e.msg);
+    CHECK_OK(rc);
+    return cp;
+}
+
 /* ---- round trips --------------------------------------------------------------------- */
 
 static void round_trip(const change *c)
@@ -303,13 +318,8 @@ static void round_trip(const change *c)
     CHECK_OK(change_validate(S, c, &e));
     for (int full = 0; full <= 1; full++) {
         packed p;
-        pack(&p, c, full);
         change d;
-        uint8_t *cp;
-        int rc = decode_with(S, p.sb.data, p.sb.size, full, &d, &e, &cp);
-        if (rc)
-            fprintf(stderr, "decoding %s: %s\n", full ? "full" : "push", e.msg);
-        CHECK_OK(rc);
+        uint8_t *cp = pack_decode(S, c, full, &p, &d);
         check_equal(c, &d, full);
         if (!full) { /* the push form carries no device, author or role */
             CHECK(rid_is_zero(&d.device));
@@ -1183,11 +1193,9 @@ static void test_newer_schema(void)
         CHECK_INT(change_validate(S, &c, &e), ==, FS_EUNKNOWN_FIELD);
         for (int full = 0; full <= 1; full++) {
             packed p;
-            pack(&p, &c, full);
             change d;
-            uint8_t *cp;
             /* version 2 reads it */
-            CHECK_OK(decode_with(s2, p.sb.data, p.sb.size, full, &d, &e, &cp));
+            uint8_t *cp = pack_decode(s2, &c, full, &p, &d);
             check_equal(&c, &d, full);
             free(cp);
             /* version 1 refuses it, naming the field number and the schema version */
@@ -1208,10 +1216,8 @@ static void test_newer_schema(void)
     change c;
     ch_child_update(&c);
     packed p;
-    pack(&p, &c, true);
     change d;
-    uint8_t *cp;
-    CHECK_OK(decode_with(s2, p.sb.data, p.sb.size, true, &d, &e, &cp));
+    uint8_t *cp = pack_decode(s2, &c, true, &p, &d);
     check_equal(&c, &d, true);
     free(cp);
     packed_destroy(&p);
@@ -1301,11 +1307,9 @@ static void test_decoded_by(void)
     CHECK(c.decoded_by == NULL);
     for (int full = 0; full <= 1; full++) {
         packed p;
-        pack(&p, &c, full);
-        fs_error e;
-        uint8_t *copy;
-        CHECK_OK(decode_with(S, p.sb.data, p.sb.size, full, &d, &e, &copy));
+        uint8_t *copy = pack_decode(S, &c, full, &p, &d);
         CHECK(d.decoded_by == S);
+        fs_error e = {0};
         CHECK_OK(change_recheck(S, &d, &e));
         /* the other checks are not skipped */
         d.role = (uint8_t)S->n_roles; /* the server fills the role after decoding */
