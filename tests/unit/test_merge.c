@@ -1499,6 +1499,7 @@ static void test_rebuild_replica(void)
     free(h);
 }
 
+/* Removes a store file and its -wal and -shm files (those that exist). */
 static void remove_store_files(const char *path)
 {
     char p[512];
@@ -1507,6 +1508,30 @@ static void remove_store_files(const char *path)
     unlink(p);
     snprintf(p, sizeof p, "%s-shm", path);
     unlink(p);
+}
+
+/* Turns path, a mkstemp template ("/tmp/NAME-XXXXXX", edited in place), into a fresh name
+ * where no file exists: the store is created at its first open (remove_store_files after). */
+static void temp_store_path(char *path)
+{
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    unlink(path);
+}
+
+/* Forks the process of a crash test. In the child returns true: the caller's block runs
+ * there and ends in _exit(0), leaving its store unclosed. In the parent waits for the child,
+ * checks it exited with status 0, and returns false. */
+static bool crash_child(void)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        return true;
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return false;
 }
 
 static void test_reopen_clock(void)
@@ -1583,16 +1608,11 @@ static void test_reopen_clock(void)
 static void test_crash_recovery(void)
 {
     char path[] = "/tmp/fs-test-crash-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
+    temp_store_path(path);
     rid_t kid;
     new_id(&kid);
     uint64_t h1 = tick(), h2 = tick();
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
+    if (crash_child()) {
         store *st = open_store(path, STORE_AUTHORITY);
         store_set_flush_threshold(st, 1000000);
         device d;
@@ -1605,19 +1625,12 @@ static void test_crash_recovery(void)
         ACCEPT(st, &c);
         _exit(0); /* no store_close: the cached field states die with the process */
     }
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     store *st = open_store(path, STORE_AUTHORITY);
     check_text(st, &kid, CHILD, "name", "王小明");
     check_text(st, &kid, CHILD, "school", "红星村小学");
     CHECK_INT(version_of(st, &kid, CHILD, "school"), ==, h2);
     store_close(st);
-    char p2[sizeof path + 8];
-    unlink(path);
-    snprintf(p2, sizeof p2, "%s-wal", path);
-    unlink(p2);
-    snprintf(p2, sizeof p2, "%s-shm", path);
-    unlink(p2);
+    remove_store_files(path);
 }
 
 /* Incremental flush (store_set_flush_chunk): a process runs every rule with a flush of two
@@ -1628,10 +1641,7 @@ static void test_crash_recovery(void)
 static void test_chunked_flush_crash(void)
 {
     char path[] = "/tmp/fs-test-chunk-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
+    temp_store_path(path);
     device d, e;
     device_init(&d, "周老师", R_VISITOR);
     device_init(&e, "吴干部", R_VISITOR);
@@ -1643,9 +1653,7 @@ static void test_chunked_flush_crash(void)
     child_create(&first, &kid, tick(), &d, "周小雨");
     child_create(&filler, &kid2, tick(), &e, "吴小风");
     child_create(&last, &kid3, tick(), &e, "吴小云");
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
+    if (crash_child()) {
         store *st = open_store(path, STORE_AUTHORITY);
         store_set_flush_threshold(st, 5);
         store_set_flush_chunk(st, 2);
@@ -1689,8 +1697,6 @@ static void test_chunked_flush_crash(void)
         CHECK_INT(DUPLICATE(st, &last).seq, ==, last_seq_);
         _exit(0); /* no store_close: the unwritten states die with the process */
     }
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     store *st = open_store(path, STORE_AUTHORITY);
     char v[32];
     CHECK_OK(store_meta_get(st, "materialized_seq", v, sizeof v));
@@ -1717,10 +1723,7 @@ static void test_chunked_flush_crash(void)
 static void test_two_handles(void)
 {
     char path[] = "/tmp/fs-test-handles-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
+    temp_store_path(path);
     store *a = open_store(path, STORE_AUTHORITY);
     store_set_flush_threshold(a, 1000000);
     device d;
@@ -1756,12 +1759,7 @@ static void test_two_handles(void)
     CHECK_OK(store_state_hash(r, hb));
     CHECK(ha[0] == hb[0] && ha[1] == hb[1]);
     store_close(r);
-    char p2[sizeof path + 8];
-    unlink(path);
-    snprintf(p2, sizeof p2, "%s-wal", path);
-    unlink(p2);
-    snprintf(p2, sizeof p2, "%s-shm", path);
-    unlink(p2);
+    remove_store_files(path);
 }
 
 /* ---- a replica's duplicates (no unique index: the tail set and log_by_record) ---------- */
@@ -1787,10 +1785,7 @@ static void expect_batch(store *st, const change *cs, size_t n, const uint8_t *w
 static void test_replica_duplicates(void)
 {
     char path[] = "/tmp/fs-test-dups-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
+    temp_store_path(path);
     store *a = open_store(path, STORE_REPLICA);
     store_set_flush_threshold(a, 1000000);
     device d1, d2;
