@@ -11,27 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void hex_of(const char *id, char *hex)
-{
-    size_t k = 0;
-    for (const char *p = id; *p; p++)
-        if (*p != '-')
-            hex[k++] = *p;
-    hex[k] = '\0';
-}
-
-static char *new_child(fieldsync_db *db)
-{
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(db, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "周小雨"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    char *id = strdup(fieldsync_record_id(r));
-    fieldsync_record_free(r);
-    return id;
-}
-
 static void visits(fieldsync_db *db, const char *child, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -64,17 +43,15 @@ static char *report(fieldsync_db *db, const char *child)
 
 int main(void)
 {
-    char dir[64];
-    it_mkdir("it-fastlane", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}};
+    it_world(&s, "it-fastlane", users, 1);
     it_srv_start(&s);
     fieldsync_db *a = it_device(&s, "va", "a");
 
     /* a child the server knows, 1,000 visit notes queued offline, then a report */
-    char *child = new_child(a);
+    char child[40];
+    it_child(a, "周小雨", "V1", child);
     it_sync(a);
     long long base = it_sqlnum(s.db, "SELECT max(seq) FROM log");
     visits(a, child, 1000);
@@ -82,7 +59,7 @@ int main(void)
     fieldsync_sync_result r = it_sync(a);
     CHECK_INT(r.accepted, ==, 1001);
     char hex[40];
-    hex_of(rep, hex);
+    it_hex_id(rep, hex);
     long long rseq = it_sqlnum(s.db, "SELECT seq FROM log WHERE record = X'%s'", hex);
     long long first_visit = it_sqlnum(s.db, "SELECT min(seq) FROM log WHERE type = 3");
     long long last_visit = it_sqlnum(s.db, "SELECT max(seq) FROM log WHERE type = 3");
@@ -93,7 +70,8 @@ int main(void)
 
     /* all offline: a new child, 300 visits of another child, a report about the new child:
      * the new child goes first (the report depends on it), then the report, then visits */
-    char *child2 = new_child(a);
+    char child2[40];
+    it_child(a, "周小雨", "V1", child2);
     visits(a, child, 300);
     char *rep2 = report(a, child2);
     base = it_sqlnum(s.db, "SELECT max(seq) FROM log");
@@ -101,8 +79,8 @@ int main(void)
     CHECK_INT(r.accepted, ==, 302);
     CHECK_INT(r.refused, ==, 0);
     char hc[40], hr[40];
-    hex_of(child2, hc);
-    hex_of(rep2, hr);
+    it_hex_id(child2, hc);
+    it_hex_id(rep2, hr);
     CHECK_INT(it_sqlnum(s.db, "SELECT seq FROM log WHERE record = X'%s'", hc), ==, base + 1);
     CHECK_INT(it_sqlnum(s.db, "SELECT seq FROM log WHERE record = X'%s'", hr), ==, base + 2);
 
@@ -117,12 +95,10 @@ int main(void)
     CHECK(!fieldsync_record_pending(rec));
     fieldsync_record_free(rec);
     fieldsync_close(a);
-    free(child);
-    free(child2);
     free(rep);
     free(rep2);
     it_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_fastlane: ok\n");
     return 0;
 }

@@ -257,13 +257,9 @@ int main(void)
                                             : (uint64_t)time(NULL);
     printf("client_it_proxy: seed %llu (FS_PROXY_SEED=%llu reproduces the fault pattern)\n",
            (unsigned long long)seed, (unsigned long long)seed);
-    char dir[64];
-    it_mkdir("it-proxy", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add pa --role visitor --villages V1");
-    it_admin(&s, "user add pb --role volunteer --villages V1");
+    static const it_user users[] = {{"pa", "visitor", "V1"}, {"pb", "volunteer", "V1"}};
+    it_world(&s, "it-proxy", users, 2);
     it_srv_start(&s);
     proxy p;
     pthread_t th;
@@ -304,11 +300,7 @@ int main(void)
     CHECK_INT(id.pending, ==, 0);
     CHECK_INT(id.refused, ==, 0);
     char hex[40];
-    int k = 0;
-    for (const char *q = id.device; *q && k < 32; q++)
-        if (*q != '-')
-            hex[k++] = *q;
-    hex[k] = '\0';
+    it_hex_id(id.device, hex);
     long long rows = it_sqlnum(s.db, "SELECT count(*) FROM log WHERE device = x'%s'", hex);
     long long distinct = it_sqlnum(s.db, "SELECT count(DISTINCT dseq) FROM log WHERE device = x'%s'", hex);
     long long maxseq = it_sqlnum(s.db, "SELECT max(dseq) FROM log WHERE device = x'%s'", hex);
@@ -338,7 +330,7 @@ int main(void)
         CHECK_STR(sa, sb);
         CHECK_STR(sa, ss);
     }
-    it_rmdir(dir);
+    it_rmdir(s.dir);
     printf("client_it_proxy: ok (%d records identical on both devices and the server)\n", n_ids);
     return 0;
 }
