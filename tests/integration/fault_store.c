@@ -128,11 +128,15 @@ static void space_free(space *sp, pid_t daemon)
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static void srv_in(srv *s, const char *dir)
+/* The daemon's log (its stderr) at path, up to cap - 1 bytes, into text; "" when there is
+ * none. */
+static void read_log(const char *path, char *text, size_t cap)
 {
-    memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "%s", dir);
-    snprintf(s->db, sizeof s->db, "%s/server.db", dir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, cap - 1, f) : 0;
+    text[n] = '\0';
+    if (f)
+        fclose(f);
 }
 
 static long long dev_rows(srv *s, const char *hex)
@@ -173,7 +177,7 @@ static void test_diskfull(int argc, char **argv)
     bool mounted = space_mount(&sp, base);
     printf("disk full simulated with %s\n", mounted ? "a 6 MiB tmpfs" : "RLIMIT_FSIZE");
     srv s;
-    srv_in(&s, sp.dir);
+    it_srv_init(&s, sp.dir);
     it_geo(&s);
     it_admin(&s, "user add va --role visitor --villages V1");
     it_admin(&s, "user add vb --role visitor --villages V1");
@@ -224,14 +228,8 @@ static void test_diskfull(int argc, char **argv)
     for (int i = 0; i < BATCH; i++)
         CHECK_INT(res[i].status, ==, 0);
     dseq = BATCH;
-    for (int i = 0; i < 5; i++) {
-        fieldsync_record *r;
-        CHECK_OK(fieldsync_record_new(d, "child", &r));
-        CHECK_OK(fieldsync_set_text(r, "name", "设备上的"));
-        CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-        CHECK_OK(fieldsync_record_save(r));
-        fieldsync_record_free(r);
-    }
+    for (int i = 0; i < 5; i++)
+        it_child(d, "设备上的", "V1", NULL);
     it_sync(d);
 
     /* 2. the disk fills up: pushes until one is BUSY */
@@ -317,12 +315,7 @@ static void test_diskfull(int argc, char **argv)
     for (int i = 0; i < BATCH; i++)
         CHECK_INT(res[i].status, ==, 0);
     dseq += BATCH;
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(d, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "空间回来了"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    fieldsync_record_free(r);
+    it_child(d, "空间回来了", "V1", NULL);
     it_sync(d);
     CHECK_OK(fieldsync_identity_get(d, &id));
     CHECK_INT(id.pending, ==, 0);
@@ -354,12 +347,9 @@ static void test_locked(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    char dir[64];
-    it_mkdir("fault-locked", dir, sizeof dir);
     srv s;
-    it_srv_init(&s, dir);
-    it_geo(&s);
-    it_admin(&s, "user add va --role visitor --villages V1");
+    static const it_user users[] = {{"va", "visitor", "V1"}};
+    it_world(&s, "fault-locked", users, 1);
     /* another process holds the write lock while the daemon starts */
     sqlite3 *lk;
     CHECK_OK(sqlite3_open(s.db, &lk));
@@ -372,11 +362,8 @@ static void test_locked(int argc, char **argv)
            (double)(ft_now_ms() - t0) / 1000.0);
     CHECK_INT(WEXITSTATUS(st), ==, 3);
     char log[256], text[8192];
-    snprintf(log, sizeof log, "%s/server.log", dir);
-    FILE *f = fopen(log, "r");
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    fclose(f);
+    snprintf(log, sizeof log, "%s/server.log", s.dir);
+    read_log(log, text, sizeof text);
     CHECK(strstr(text, "locked") != NULL);
     CHECK_OK(sqlite3_exec(lk, "ROLLBACK", NULL, NULL, NULL));
     ft_srv_start(&s, NULL);
@@ -407,11 +394,7 @@ static void test_locked(int argc, char **argv)
     fieldsync_record_free(r);
     it_sync(d);
     /* the daemon's store locked while it runs: BUSY, then it goes on (server.busy too) */
-    CHECK_OK(fieldsync_record_new(d, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "锁二"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    fieldsync_record_free(r);
+    it_child(d, "锁二", "V1", NULL);
     CHECK_OK(sqlite3_exec(lk, "BEGIN IMMEDIATE", NULL, NULL, NULL));
     fieldsync_sync_result sr;
     rc = fieldsync_sync(d, NULL, NULL, NULL, &sr);
@@ -425,19 +408,10 @@ static void test_locked(int argc, char **argv)
     CHECK_INT(sr.accepted, ==, 1);
     fieldsync_close(d);
     ft_srv_stop(&s);
-    it_rmdir(dir);
+    it_rmdir(s.dir);
 }
 
 /* ---- read-only ----------------------------------------------------------------------------- */
-
-static void read_log(const char *path, char *text, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(text, 1, cap - 1, f) : 0;
-    text[n] = '\0';
-    if (f)
-        fclose(f);
-}
 
 static void test_readonly(int argc, char **argv)
 {
@@ -449,7 +423,7 @@ static void test_readonly(int argc, char **argv)
     /* 1. the store's file itself read-only (the directory writable): the daemon runs as an
      * ordinary user, since root writes read-only files anyway */
     srv s;
-    srv_in(&s, base);
+    it_srv_init(&s, base);
     char rodir[128];
     snprintf(rodir, sizeof rodir, "%s/ro", base);
     CHECK_OK(mkdir(rodir, 0777));
@@ -485,18 +459,13 @@ static void test_readonly(int argc, char **argv)
         it_rmdir(base);
         return;
     }
-    srv_in(&s, base);
+    it_srv_init(&s, base);
     snprintf(s.db, sizeof s.db, "%s/server.db", sp.dir);
     it_geo(&s);
     it_admin(&s, "user add va --role visitor --villages V1");
     ft_srv_start(&s, NULL);
     fieldsync_db *a = it_device(&s, "va", "a"); /* its replica beside, writable */
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(a, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "只读前"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    fieldsync_record_free(r);
+    it_child(a, "只读前", "V1", NULL);
     it_sync(a);
     ft_srv_stop(&s);
     /* a remount read-only fails while files are open for writing (EBUSY), so it is done
@@ -514,11 +483,7 @@ static void test_readonly(int argc, char **argv)
     CHECK_OK(mount(NULL, sp.dir, NULL, MS_REMOUNT, NULL));
     ft_opts again = {.same_port = true};
     ft_srv_start(&s, &again);
-    CHECK_OK(fieldsync_record_new(a, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", "只读后"));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    fieldsync_record_free(r);
+    it_child(a, "只读后", "V1", NULL);
     fieldsync_sync_result sr = it_sync(a);
     CHECK_INT(sr.accepted, ==, 1);
     fieldsync_close(a);
@@ -578,11 +543,7 @@ static void test_schema(int argc, char **argv)
         unlink(log);
         int st = ft_srv_start(&s, &o);
         static char out[8192];
-        f = fopen(log, "r");
-        size_t k = f ? fread(out, 1, sizeof out - 1, f) : 0;
-        out[k] = '\0';
-        if (f)
-            fclose(f);
+        read_log(log, out, sizeof out);
         printf("schema %s: exit %d: %s", cases[i].what, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
                out);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
@@ -597,18 +558,6 @@ static void test_schema(int argc, char **argv)
 }
 
 /* ---- restore ------------------------------------------------------------------------------ */
-
-static char *child_of(fieldsync_db *db, const char *name)
-{
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_new(db, "child", &r));
-    CHECK_OK(fieldsync_set_text(r, "name", name));
-    CHECK_OK(fieldsync_set_text(r, "village", "V1"));
-    CHECK_OK(fieldsync_record_save(r));
-    char *id = strdup(fieldsync_record_id(r));
-    fieldsync_record_free(r);
-    return id;
-}
 
 static void test_restore(int argc, char **argv)
 {
@@ -626,9 +575,9 @@ static void test_restore(int argc, char **argv)
     it_dbpath(&s, "a", pa, sizeof pa);
     it_dbpath(&s, "b", pb, sizeof pb);
     it_dbpath(&s, "c", pc, sizeof pc);
-    char *k[8];
-    k[0] = child_of(a, "备份前一");
-    k[1] = child_of(a, "备份前二");
+    char k[8][40];
+    it_child(a, "备份前一", "V1", k[0]);
+    it_child(a, "备份前二", "V1", k[1]);
     it_sync(a);
     it_sync(b);
     it_sync(c);
@@ -636,8 +585,8 @@ static void test_restore(int argc, char **argv)
     snprintf(bak, sizeof bak, "%s/backup.db", s.dir);
     it_admin(&s, "backup %s", bak);
     /* after the backup: A's changes acknowledged, B pulls them; C is away */
-    k[2] = child_of(a, "备份后一");
-    k[3] = child_of(a, "备份后二");
+    it_child(a, "备份后一", "V1", k[2]);
+    it_child(a, "备份后二", "V1", k[3]);
     it_sync(a);
     it_sync(b);
     fieldsync_identity ia, ib;
@@ -652,10 +601,10 @@ static void test_restore(int argc, char **argv)
     ft_srv_start(&s, &again);
     CHECK_INT(it_sqlnum(s.db, "SELECT count(*) FROM log"), ==, 2);
     /* C comes back first, with a new change: the server log moves on from 2 */
-    k[4] = child_of(c, "恢复后丙");
+    it_child(c, "恢复后丙", "V1", k[4]);
     it_sync(c);
     /* A: its sequence on the server is behind what it had acknowledged */
-    k[5] = child_of(a, "恢复后一");
+    it_child(a, "恢复后一", "V1", k[5]);
     fieldsync_sync_result r;
     int rc = fieldsync_sync(a, NULL, NULL, NULL, &r);
     printf("A after the restore: %s: sent %llu, accepted %llu (%s)\n", fieldsync_strerror(rc),
@@ -681,8 +630,6 @@ static void test_restore(int argc, char **argv)
     ft_check_same_state(pa, false, s.db, true);
     ft_check_same_state(pb, false, s.db, true);
     ft_check_same_state(pc, false, s.db, true);
-    for (int i = 0; i < 6; i++)
-        free(k[i]);
     fieldsync_close(a);
     fieldsync_close(b);
     fieldsync_close(c);
