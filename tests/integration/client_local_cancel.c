@@ -8,6 +8,7 @@
  *   - automatic mode against a closed port retries with growing back-off until cancelled.
  */
 #include "check.h"
+#include "client_local_support.h"
 #include "fieldsync.h"
 
 #include <arpa/inet.h>
@@ -105,8 +106,7 @@ static void *runner(void *arg)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/fs-client-cancel-XXXXXX");
-    CHECK(mkdtemp(dir));
+    cl_mkdir("client-cancel", dir, sizeof dir);
 
     /* closed port */
     fieldsync_db *db = open_with("closed.db", closed_port());
@@ -168,9 +168,7 @@ int main(void)
     CHECK_INT(id.pending, ==, 1);
     fieldsync_close(db);
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_OK(system(cmd));
+    cl_rmdir(dir);
     printf("client_local_cancel: ok\n");
     return 0;
 }

@@ -17,6 +17,7 @@
  *     others with their cursor.
  */
 #include "check.h"
+#include "client_local_support.h"
 #include "internal.h"
 
 #include "mpr.h"
@@ -44,19 +45,11 @@ static long long it_file_num(const char *path, const char *sql)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/fs-client-commit-XXXXXX");
-    CHECK(mkdtemp(dir));
-    char path[128];
+    cl_mkdir("client-commit", dir, sizeof dir);
+    fieldsync_db *db =
+        cl_open_enrolled(dir, "dev.db", "00112233445566778899aabbccddeeff", "visitor");
+    char path[128]; /* the replica's file, read through connections of the test's own */
     snprintf(path, sizeof path, "%s/dev.db", dir);
-    fieldsync_db *db = NULL;
-    CHECK_OK(fieldsync_open(path, NULL, &db));
-    CHECK_OK(fieldsync_enrol(db, "ws://127.0.0.1:9", "00112233445566778899aabbccddeeff",
-                             "token"));
-    CHECK_OK(kv_set_text(db, "user", "wang"));
-    CHECK_OK(kv_set_text(db, "role", "visitor"));
-    snprintf(db->user, sizeof db->user, "wang");
-    db->role = schema_role_by_name(db->s, "visitor");
-    CHECK(db->role >= 0);
 
     /* durability: FULL on the store's own connection */
     CHECK_INT(sdk_count(db, "PRAGMA synchronous"), ==, 2);
@@ -190,9 +183,7 @@ int main(void)
     CHECK_INT(sdk_count(db, "SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger'"),
               ==, 0);
     fieldsync_close(db);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_OK(system(cmd));
+    cl_rmdir(dir);
     printf("client_local_commit: ok\n");
     return 0;
 }

@@ -2,9 +2,11 @@
  * client_local_records.c — the device SDK without a server: creating and editing records
  * through the public API, validation errors (returned with a message, never asserted), the
  * confirmed+pending overlay, and the lists (children of a village, a child's visits, open
- * reports). Uses only fieldsync.h.
+ * reports). Uses only the public API (fieldsync.h); its scratch folder comes from
+ * client_local_support.h.
  */
 #include "check.h"
+#include "client_local_support.h"
 #include "fieldsync.h"
 
 #include <stdio.h>
@@ -199,8 +201,7 @@ static int pend_cb(void *ctx, const fieldsync_change_info *in)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/fs-client-local-XXXXXX");
-    CHECK(mkdtemp(dir));
+    cl_mkdir("client-local", dir, sizeof dir);
     fieldsync_db *db = open_fresh("a.db");
     test_create_and_validate(db);
     test_village_move_and_close(db);
@@ -225,9 +226,7 @@ int main(void)
     CHECK(id.enrolled);
     CHECK_INT(id.pending, ==, 9);
     fieldsync_close(db);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_OK(system(cmd));
+    cl_rmdir(dir);
     printf("client_local_records: ok\n");
     return 0;
 }
