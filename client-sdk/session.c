@@ -5,9 +5,22 @@
  *   CONNECTING --established--> HELLO --welcome--> PUSH (push / push_result)*
  *     --outbox empty--> PULL (pull / changes)* --more=false--> REVIEWS (supervisors) --> DONE
  *
- * One push in flight at a time; the first batch is small (first_batch changes) so that a
- * 2G link gets its first acknowledgement quickly, later ones are bounded by max_batch and
- * max_batch_bytes (uncompressed, so a batch is never more than that on the wire either).
+ * Up to two pushes in flight (PUSH_WINDOW, docs/protocol.md §5): the next push is built,
+ * numbered and sent while the server applies the one before, so neither the device's
+ * encoding nor a slow link's round trip sits idle between pushes. The server answers a
+ * session's messages one at a time in order, so the results come back in push order and are
+ * matched first in, first out (batch ids checked). The second push carries the changes after
+ * those of the first (outbox_next_batch_after); a change the server refused without consuming
+ * it (EREC_ABBREV) makes every later change of the device ESEQ_GAP, including the whole of a
+ * push already in flight: those gaps are expected, the changes stay in the outbox, nothing
+ * more is sent until every push is answered, and then the next push starts from the first
+ * change not consumed (with its full record id). A gap no unconsumed change explains ends the
+ * sync (FIELDSYNC_ESEQUENCE) as before. A lost link with pushes unanswered loses nothing: the
+ * outbox keeps every change until its result is in, and the next session resends them. The
+ * pull begins only when every push result is in. The first batch is small (first_batch
+ * changes) so that a 2G link gets its first acknowledgement quickly, later ones are bounded
+ * by max_batch and max_batch_bytes (uncompressed, so a batch is never more than that on the
+ * wire either); the bounds are per push.
  *
  * The pull is pipelined: when a changes message says more=true, its header already gives
  * next_cursor, so the next pull is queued at once and the message is held; it is applied
@@ -50,10 +63,20 @@ enum sstate { ST_CONNECTING, ST_HELLO, ST_PUSH, ST_PULL, ST_REVIEWS, ST_DONE };
  * applied work, and other handles on the replica see the pull advance. */
 #define PULL_COMMIT_MS 1000
 
+/* Pushes in flight at most (docs/protocol.md §5): the device numbers, encodes and compresses
+ * push N+1 while the server applies push N, and a slow link carries it meanwhile. */
+#define PUSH_WINDOW 2
+
 typedef struct txframe {
     uint8_t *buf;   /* LWS_PRE + len bytes */
     size_t len;
 } txframe;
+
+/* A push sent and not answered yet. */
+typedef struct push_flight {
+    ob_batch b;     /* its changes, as sent (owned) */
+    uint64_t id;    /* its batch id, echoed by its push_result */
+} push_flight;
 
 typedef struct session {
     fieldsync_db *db;
@@ -82,9 +105,13 @@ typedef struct session {
     uint32_t dict;        /* what we compress with (the server's welcome.dict) */
     /* protocol */
     uint32_t max_batch, max_frame;
-    uint64_t batch_id;
-    bool batch_sent;
-    ob_batch batch;
+    uint64_t batch_id;          /* of the last push sent */
+    push_flight fl[PUSH_WINDOW];/* pushes in flight, oldest first: results come in this order */
+    int nfl;
+    bool push_stalled;          /* a push had a change not consumed (EREC_ABBREV): the pushes
+                                 * after it in flight come back ESEQ_GAP, which is expected;
+                                 * nothing more is sent until they are all answered, then the
+                                 * next push starts from the first unconsumed change */
     int pushes;
     uint64_t cursor, log_end;   /* cursor: of the last batch applied (and committed) */
     /* pull pipelining: a changes message held until the pull after it is written */
@@ -226,33 +253,61 @@ static int send_hello(session *s)
 
 static int start_pull(session *s);
 
-static int push_next(session *s)
+/* Sends one more push if there is room in the window and something to send: the changes
+ * after those in flight (outbox_next_batch_after). Sets *sent. */
+static int push_one(session *s, bool *sent)
 {
     fieldsync_db *db = s->db;
+    *sent = false;
     size_t max_n = (size_t)(s->pushes == 0 ? s->o.first_batch : s->o.max_batch);
     if (max_n > s->max_batch)
         max_n = s->max_batch;
     size_t max_bytes = (size_t)s->o.max_batch_bytes;
     if (max_bytes + 64 > s->max_frame)
         max_bytes = s->max_frame > 128 ? s->max_frame - 64 : 64;
-    int rc = outbox_next_batch(db, max_n, max_bytes, &s->batch);
+    uint64_t after = 0;
+    if (s->nfl) {
+        const ob_batch *last = &s->fl[s->nfl - 1].b;
+        after = last->items[last->n - 1].dseq;
+    }
+    push_flight *f = &s->fl[s->nfl];
+    int rc = outbox_next_batch_after(db, after, max_n, max_bytes, &f->b);
     if (rc)
         return failf(s, rc, "%s", db->err);
-    if (!s->batch.n)
-        return start_pull(s);
+    if (!f->b.n)
+        return 0;
     s->state = ST_PUSH;
-    s->batch_id++;
+    f->id = ++s->batch_id;
     msgpack_packer pk;
-    if (wire_pack_push_header(pk_begin(s, &pk), s->batch_id, (uint32_t)s->batch.n))
+    if (wire_pack_push_header(pk_begin(s, &pk), f->id, (uint32_t)f->b.n))
         return failf(s, FIELDSYNC_ENOMEM, "out of memory");
-    for (size_t i = 0; i < s->batch.n; i++)
-        if (msgpack_sbuffer_write(&s->sb, (const char *)s->batch.items[i].body,
-                                  s->batch.items[i].len))
+    for (size_t i = 0; i < f->b.n; i++)
+        if (msgpack_sbuffer_write(&s->sb, (const char *)f->b.items[i].body, f->b.items[i].len))
             return failf(s, FIELDSYNC_ENOMEM, "out of memory");
+    s->nfl++;
     s->pushes++;
-    s->res->sent += s->batch.n;
+    s->res->sent += f->b.n;
     arm_reply_deadline(s);
-    return send_msg(s);
+    if ((rc = send_msg(s)))
+        return rc;
+    *sent = true;
+    return 0;
+}
+
+/* Fills the push window (PUSH_WINDOW pushes in flight), unless a push came back with a change
+ * not consumed and the others are still out; with nothing in flight and nothing left to
+ * send, the pull begins: never before every push result is in. */
+static int push_next(session *s)
+{
+    bool sent = true;
+    while (sent && !s->push_stalled && s->nfl < PUSH_WINDOW && s->state != ST_DONE) {
+        int rc = push_one(s, &sent);
+        if (rc)
+            return rc;
+    }
+    if (!s->nfl && s->state != ST_DONE)
+        return start_pull(s);
+    return 0;
 }
 
 static int start_reviews(session *s)
@@ -361,13 +416,14 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
     fs_error e = {0};
     uint64_t batch;
     uint32_t n;
-    if (s->state != ST_PUSH)
+    if (s->state != ST_PUSH || !s->nfl)
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result out of turn");
     if (wire_read_push_result(r, count, &batch, &n, &e))
         return failf(s, FIELDSYNC_EPROTOCOL, "bad push_result: %s", e.msg);
-    if (batch != s->batch_id)
+    push_flight *f = &s->fl[0]; /* results come in push order (protocol §5) */
+    if (batch != f->id)
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result for batch %llu, expected %llu",
-                     (unsigned long long)batch, (unsigned long long)s->batch_id);
+                     (unsigned long long)batch, (unsigned long long)f->id);
     wire_result *res = n ? calloc(n, sizeof *res) : NULL;
     if (n && !res)
         return failf(s, FIELDSYNC_ENOMEM, "out of memory");
@@ -377,18 +433,36 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
             return failf(s, FIELDSYNC_EPROTOCOL, "bad push_result: %s", e.msg);
         }
     ob_counts c = {0};
-    int rc = outbox_apply_results(db, &s->batch, res, n, &c);
+    int rc = outbox_apply_results(db, &f->b, res, n, &c);
     free(res);
     s->res->accepted += c.accepted;
     s->res->duplicates += c.duplicates;
     s->res->refused += c.refused;
     s->prog.changes_done += c.accepted + c.duplicates + c.refused;
     report(s);
+    /* an earlier push in flight had a change the server did not consume: this one's changes
+     * are ESEQ_GAP, as expected; they stay in the outbox (everything else was committed) and
+     * go again after it */
+    bool gaps_expected = s->push_stalled;
+    if (rc == FIELDSYNC_ESEQUENCE && gaps_expected) {
+        rc = 0;
+        db->err[0] = '\0';
+    }
     if (rc)
         return failf(s, rc, "%s", db->err);
-    if (c.accepted + c.duplicates + c.refused + c.resend == 0)
+    if (c.accepted + c.duplicates + c.refused + c.resend == 0 && !(gaps_expected && c.gaps))
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result answered none of the %zu changes sent",
-                     s->batch.n);
+                     f->b.n);
+    if (c.resend)
+        s->push_stalled = true;
+    /* the oldest leaves the window; its ob_batch (cleared) is reused at the back */
+    ob_batch_clear(&f->b);
+    push_flight done = s->fl[0];
+    memmove(s->fl, s->fl + 1, (size_t)(PUSH_WINDOW - 1) * sizeof *s->fl);
+    s->fl[PUSH_WINDOW - 1] = done;
+    s->nfl--;
+    if (!s->nfl)
+        s->push_stalled = false; /* resend from the first change not consumed */
     return push_next(s);
 }
 
@@ -827,7 +901,8 @@ int session_run(fieldsync_db *db, const fieldsync_sync_opts *o, fieldsync_progre
 out:
     for (int i = 0; i < s->qn; i++)
         free(s->q[i].buf);
-    ob_batch_free(&s->batch);
+    for (int i = 0; i < PUSH_WINDOW; i++)
+        ob_batch_free(&s->fl[i].b);
     wire_codec_free(s->codec);
     msgpack_sbuffer_destroy(&s->sb);
     free(s->rx);
