@@ -108,6 +108,7 @@ typedef struct session {
     uint64_t batch_id;          /* of the last push sent */
     push_flight fl[PUSH_WINDOW];/* pushes in flight, oldest first: results come in this order */
     int nfl;
+    uint64_t fl_last;           /* the last dseq of the newest push in flight (when nfl > 0) */
     bool push_stalled;          /* a push had a change not consumed (EREC_ABBREV): the pushes
                                  * after it in flight come back ESEQ_GAP, which is expected;
                                  * nothing more is sent until they are all answered, then the
@@ -265,13 +266,8 @@ static int push_one(session *s, bool *sent)
     size_t max_bytes = (size_t)s->o.max_batch_bytes;
     if (max_bytes + 64 > s->max_frame)
         max_bytes = s->max_frame > 128 ? s->max_frame - 64 : 64;
-    uint64_t after = 0;
-    if (s->nfl) {
-        const ob_batch *last = &s->fl[s->nfl - 1].b;
-        after = last->items[last->n - 1].dseq;
-    }
     push_flight *f = &s->fl[s->nfl];
-    int rc = outbox_next_batch_after(db, after, max_n, max_bytes, &f->b);
+    int rc = outbox_next_batch_after(db, s->nfl ? s->fl_last : 0, max_n, max_bytes, &f->b);
     if (rc)
         return failf(s, rc, "%s", db->err);
     if (!f->b.n)
@@ -284,6 +280,7 @@ static int push_one(session *s, bool *sent)
     for (size_t i = 0; i < f->b.n; i++)
         if (msgpack_sbuffer_write(&s->sb, (const char *)f->b.items[i].body, f->b.items[i].len))
             return failf(s, FIELDSYNC_ENOMEM, "out of memory");
+    s->fl_last = f->b.items[f->b.n - 1].dseq;
     s->nfl++;
     s->pushes++;
     s->res->sent += f->b.n;
