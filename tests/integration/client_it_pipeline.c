@@ -6,7 +6,7 @@
  * fieldsyncd and reads the WebSocket frames going by (the devices sync uncompressed,
  * no_compress, so each message's type is its body's second byte): pushes up, push_results
  * down. It records the most pushes ever unanswered at once, and whether a pull went up while
- * a push was unanswered. The server holds each parked message 100 ms (FIELDSYNC_FAULT
+ * a push was unanswered. The server holds each parked message 250 ms (FIELDSYNC_FAULT
  * park_hold), so a second push has certainly left the device before the first's answer.
  *   1. backlog: a device with 9 pushes' worth of changes syncs: 2 pushes were in flight, the
  *      pull began only after the last result, and every change is on the server once (log
@@ -359,7 +359,7 @@ int main(void)
     it_admin(&s, "user add va --role visitor --villages V1");
     it_admin(&s, "user add vb --role visitor --villages V1");
     it_admin(&s, "user add vc --role visitor --villages V1");
-    setenv("FIELDSYNC_FAULT", "park_hold:100", 1);
+    setenv("FIELDSYNC_FAULT", "park_hold:250", 1);
     it_srv_start(&s);
     unsetenv("FIELDSYNC_FAULT");
     proxy px;
