@@ -7,7 +7,8 @@
  * no_compress, so each message's type is its body's second byte): pushes up, push_results
  * down. It records the most pushes ever unanswered at once, and whether a pull went up while
  * a push was unanswered. The server holds each parked message 250 ms (FIELDSYNC_FAULT
- * park_hold), so a second push has certainly left the device before the first's answer.
+ * park_hold): the second push, queued by the device with the first, leaves it long before
+ * the first's answer can come back (not a timing assertion: a late one fails max == 2).
  *   1. backlog: a device with 9 pushes' worth of changes syncs: 2 pushes were in flight, the
  *      pull began only after the last result, and every change is on the server once (log
  *      rows = distinct dseqs = the outbox before), the outbox empty.
