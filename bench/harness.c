@@ -771,7 +771,8 @@ static void send_hello(bh_dev *d)
 }
 
 /* Fills the push window: up to push_window pushes in flight (protocol §5), each the backlog
- * entries after those already sent; with nothing in flight and nothing left, the backlog is
+ * entries after those already sent, together at most one batch (max_batch, max_batch_bytes:
+ * with a window of 2, each push after the first is half a batch, as the SDK's); with nothing in flight and nothing left, the backlog is
  * pushed (BH_EV_PUSHED). The benchmarks' devices use full record ids and consecutive dseqs,
  * so nothing is ever left unconsumed: a refusal is counted, not resent. */
 static void push_next(bh_dev *d)
@@ -787,10 +788,17 @@ static void push_next(bh_dev *d)
         size_t max = d->pushes == 0 && d->first_batch ? d->first_batch : d->max_batch;
         if (!max || max > WIRE_MAX_BATCH)
             max = WIRE_MAX_BATCH;
+        size_t max_bytes = d->max_batch_bytes;
+        /* as the SDK: the pushes in flight together hold at most one batch, so with a window
+         * of 2 each push after the first is at most half a batch */
+        if (window > 1 && d->pushes > 0) {
+            max = max / window ? max / window : 1;
+            max_bytes /= window;
+        }
         size_t n = 0, bytes = 0;
         while (n < left && n < max) {
             size_t l = d->backlog.off[d->sent + n + 1] - d->backlog.off[d->sent + n];
-            if (n && d->max_batch_bytes && bytes + l > d->max_batch_bytes)
+            if (n && max_bytes && bytes + l > max_bytes)
                 break;
             bytes += l;
             n++;

@@ -9,7 +9,8 @@
  * a push was unanswered. The server holds each parked message 250 ms (FIELDSYNC_FAULT
  * park_hold): the second push, queued by the device with the first, leaves it long before
  * the first's answer can come back (not a timing assertion: a late one fails max == 2).
- *   1. backlog: a device with 9 pushes' worth of changes syncs: 2 pushes were in flight, the
+ *   1. backlog: a device with 16 pushes' worth of changes syncs (each push after the first is
+ *      half a batch: the two in flight together hold at most one): 2 were in flight, the
  *      pull began only after the last result, and every change is on the server once (log
  *      rows = distinct dseqs = the outbox before), the outbox empty.
  *   2. unconsumed refusal: the device's first push starts with an edit whose abbreviated id is
@@ -21,6 +22,9 @@
  *      the first push_result; every change stays in the outbox (none was answered) and the
  *      next sync resends them: the ones the server had committed come back duplicate, every
  *      change is on the server once.
+ *   4. pacing: 300 pushes of one change each, straight to the server (no park_hold): the SDK
+ *      keeps to 100 pushes a second, within the protocol's 200 messages per second per
+ *      session (a device past it is closed with LIMIT); every change accepted once.
  */
 #include "check.h"
 #include "client_support.h"
@@ -41,6 +45,8 @@
 
 #define FIRST_BATCH 4
 #define MAX_BATCH 20
+/* the pushes in flight together hold at most one batch: each after the first is half of one */
+#define HALF_BATCH (MAX_BATCH / 2)
 
 /* ---- the counting proxy --------------------------------------------------------------- */
 
@@ -369,7 +375,7 @@ int main(void)
     snprintf(via.url, sizeof via.url, "ws://127.0.0.1:%d", px.port);
     char hex[40], path[256];
 
-    /* 1. a backlog of 9 pushes (4, then 20 each) with 2 in flight */
+    /* 1. a backlog of 16 pushes (4, then 10 each: two in flight hold at most one batch) */
     fieldsync_db *a = it_device(&via, "va", "a");
     int total = backlog(a, "甲", 100); /* 150 changes */
     CHECK_INT(outbox_size(&s, "a"), ==, total);
@@ -377,7 +383,7 @@ int main(void)
     proxy_reset(&px);
     CHECK_OK(sync_px(a, &r));
     CHECK_INT(atomic_load(&px.compressed), ==, 0); /* the proxy read every type */
-    CHECK_INT(atomic_load(&px.pushes), ==, 1 + (total - FIRST_BATCH + MAX_BATCH - 1) / MAX_BATCH);
+    CHECK_INT(atomic_load(&px.pushes), ==, 1 + (total - FIRST_BATCH + HALF_BATCH - 1) / HALF_BATCH);
     CHECK_INT(atomic_load(&px.results), ==, atomic_load(&px.pushes));
     CHECK_INT(atomic_load(&px.max_outstanding), ==, 2);
     CHECK_INT(atomic_load(&px.pull_early), ==, 0); /* the pull waited for every result */
@@ -411,14 +417,14 @@ int main(void)
     r = it_sync(b);
     CHECK_INT(r.accepted, ==, 1);
     set_grade(c, x, 4); /* numbered first: the head of the first push */
-    int more = backlog(c, "丙", 30); /* 45: 3 in the first push, 20 in the second, ... */
+    int more = backlog(c, "丙", 30); /* 45: 3 in the first push, 10 in the second, ... */
     int ctotal = 1 + more;
     proxy_reset(&px);
     CHECK_OK(sync_px(c, &r));
     CHECK_INT(atomic_load(&px.max_outstanding), ==, 2);
     CHECK_INT(atomic_load(&px.pull_early), ==, 0);
-    /* the first two pushes were sent twice: 4 + 20 changes more than the outbox held */
-    CHECK_INT(r.sent, ==, ctotal + FIRST_BATCH + MAX_BATCH);
+    /* the first two pushes were sent twice: 4 + 10 changes more than the outbox held */
+    CHECK_INT(r.sent, ==, ctotal + FIRST_BATCH + HALF_BATCH);
     CHECK_INT(r.accepted, ==, ctotal);
     CHECK_INT(r.duplicates + r.refused + r.pending, ==, 0);
     it_device_hex(c, hex);
@@ -450,11 +456,34 @@ int main(void)
     it_check_once(s.db, hex, dtotal);
     it_check_device_done(path, hex, dtotal);
 
+    /* 4. pacing: a device whose pushes carry one change each (max_batch 2: half a batch per
+     * push) and a backlog of hundreds, straight to the server restarted without park_hold,
+     * which answers far more than 200 pushes a second; the protocol's bound is 200 messages
+     * per second per session (error LIMIT closes): the SDK keeps to PUSH_RATE (100) and
+     * the sync ends with every change accepted once */
+    proxy_stop(&px);
+    it_srv_stop(&s);
+    it_admin(&s, "user add ve --role visitor --villages V1");
+    it_srv_start(&s);
+    fieldsync_db *e = it_device(&s, "ve", "e");
+    int etotal = backlog(e, "戊", 200); /* 300 changes */
+    fieldsync_sync_opts po = {.first_batch = 1, .max_batch = 2, .reply_timeout_ms = 20000};
+    int prc = fieldsync_sync(e, &po, NULL, NULL, &r);
+    if (prc)
+        fprintf(stderr, "paced sync: %s (%s)\n", fieldsync_errmsg(e), r.message);
+    CHECK_OK(prc);
+    CHECK_INT(r.sent, ==, etotal);
+    CHECK_INT(r.accepted, ==, etotal);
+    it_device_hex(e, hex);
+    it_dbpath(&s, "e", path, sizeof path);
+    it_check_once(s.db, hex, etotal);
+    it_check_device_done(path, hex, etotal);
+
     fieldsync_close(a);
     fieldsync_close(b);
     fieldsync_close(c);
     fieldsync_close(d);
-    proxy_stop(&px);
+    fieldsync_close(e);
     it_srv_stop(&s);
     it_rmdir(dir);
     printf("client_it_pipeline: ok\n");
