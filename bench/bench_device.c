@@ -132,6 +132,8 @@ static int preload(const options *o, const schema *s, const wire_dicts *dicts, i
     d.dict_want = 1;
     d.first_dseq = 1;
     d.max_batch = WIRE_MAX_BATCH;
+    /* a bulk loader: full pushes, one in flight (fewest pushes: see bench_ingest.c) */
+    d.push_window = 1;
     d.backlog = b;
     d.push_on_welcome = true;
     double t0 = bh_now();

@@ -770,38 +770,60 @@ static void send_hello(bh_dev *d)
     send_packed(d);
 }
 
+/* Fills the push window: up to push_window pushes in flight (protocol §5), each the backlog
+ * entries after those already sent, together at most one batch (max_batch, max_batch_bytes:
+ * with a window of 2, each push after the first is half a batch, as the SDK's); with nothing in flight and nothing left, the backlog is
+ * pushed (BH_EV_PUSHED). The benchmarks' devices use full record ids and consecutive dseqs,
+ * so nothing is ever left unconsumed: a refusal is counted, not resent. */
 static void push_next(bh_dev *d)
 {
     size_t end = d->push_until && d->push_until < d->backlog.n ? d->push_until : d->backlog.n;
-    size_t left = end > d->acked ? end - d->acked : 0;
-    if (!left) {
+    size_t window = d->push_window ? d->push_window : BH_PUSH_WINDOW;
+    if (window > BH_PUSH_WINDOW)
+        window = BH_PUSH_WINDOW;
+    if (!d->nfl) /* nothing in flight: go on from what is answered (a benchmark may reset it) */
+        d->sent = d->acked;
+    while (d->nfl < window && d->sent < end && d->state != BH_CLOSED) {
+        size_t left = end - d->sent;
+        size_t max = d->pushes == 0 && d->first_batch ? d->first_batch : d->max_batch;
+        if (!max || max > WIRE_MAX_BATCH)
+            max = WIRE_MAX_BATCH;
+        size_t max_bytes = d->max_batch_bytes;
+        /* as the SDK: the pushes in flight together hold at most one batch, so with a window
+         * of 2 each push after the first is at most half a batch */
+        if (window > 1 && d->pushes > 0) {
+            max = max / window ? max / window : 1;
+            max_bytes /= window;
+        }
+        size_t n = 0, bytes = 0;
+        while (n < left && n < max) {
+            size_t l = d->backlog.off[d->sent + n + 1] - d->backlog.off[d->sent + n];
+            if (n && max_bytes && bytes + l > max_bytes)
+                break;
+            bytes += l;
+            n++;
+        }
+        msgpack_packer pk;
+        packer(d, &pk);
+        if (wire_pack_push_header(&pk, ++d->batch_id, (uint32_t)n) ||
+            msgpack_sbuffer_write(&d->net->sb,
+                                  (const char *)d->backlog.p + d->backlog.off[d->sent], bytes))
+            return dev_fail(d, "cannot pack push");
+        d->fl_id[d->nfl] = d->batch_id;
+        d->fl_n[d->nfl] = n;
+        d->nfl++;
+        d->inflight += n;
+        d->sent += n;
+        d->pushes++;
+        d->state = BH_PUSHING;
+        send_packed(d);
+    }
+    if (!d->nfl && d->state != BH_CLOSED) {
         d->state = BH_READY;
         d->t_pushed = bh_now();
         if (d->on_event)
             d->on_event(d, BH_EV_PUSHED);
-        return;
     }
-    size_t max = d->pushes == 0 && d->first_batch ? d->first_batch : d->max_batch;
-    if (!max || max > WIRE_MAX_BATCH)
-        max = WIRE_MAX_BATCH;
-    size_t n = 0, bytes = 0;
-    while (n < left && n < max) {
-        size_t l = d->backlog.off[d->acked + n + 1] - d->backlog.off[d->acked + n];
-        if (n && d->max_batch_bytes && bytes + l > d->max_batch_bytes)
-            break;
-        bytes += l;
-        n++;
-    }
-    msgpack_packer pk;
-    packer(d, &pk);
-    if (wire_pack_push_header(&pk, ++d->batch_id, (uint32_t)n) ||
-        msgpack_sbuffer_write(&d->net->sb, (const char *)d->backlog.p + d->backlog.off[d->acked],
-                              bytes))
-        return dev_fail(d, "cannot pack push");
-    d->inflight = n;
-    d->pushes++;
-    d->state = BH_PUSHING;
-    send_packed(d);
 }
 
 void bh_dev_push(bh_dev *d)
@@ -865,9 +887,10 @@ static void on_push_result(bh_dev *d, mpr *r, uint32_t count)
     uint64_t batch;
     uint32_t n;
     fs_error e = {0};
-    if (d->state != BH_PUSHING || wire_read_push_result(r, count, &batch, &n, &e))
+    if (d->state != BH_PUSHING || !d->nfl || wire_read_push_result(r, count, &batch, &n, &e))
         return dev_fail(d, "bad push_result: %s", e.msg);
-    if (batch != d->batch_id || n != d->inflight)
+    /* results come in push order: this one answers the oldest push in flight */
+    if (batch != d->fl_id[0] || n != d->fl_n[0])
         return dev_fail(d, "push_result for batch %" PRIu64 " with %u results", batch, n);
     for (uint32_t i = 0; i < n; i++) {
         wire_result res;
@@ -885,7 +908,10 @@ static void on_push_result(bh_dev *d, mpr *r, uint32_t count)
         }
     }
     d->acked += n;
-    d->inflight = 0;
+    d->inflight -= n;
+    d->nfl--;
+    memmove(d->fl_id, d->fl_id + 1, (size_t)d->nfl * sizeof d->fl_id[0]);
+    memmove(d->fl_n, d->fl_n + 1, (size_t)d->nfl * sizeof d->fl_n[0]);
     if (d->on_event)
         d->on_event(d, BH_EV_BATCH);
     if (d->state == BH_PUSHING)
@@ -1116,6 +1142,8 @@ void bh_dev_connect(bh_net *n, bh_dev *d, int port)
     d->net = n;
     d->conn = c;
     d->state = BH_CONNECTING;
+    d->nfl = 0; /* a new connection has nothing in flight */
+    d->inflight = 0;
     d->t_connect = bh_now();
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof ci);

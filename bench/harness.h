@@ -7,8 +7,9 @@
  * Why a harness of our own rather than the SDK: the SDK opens one connection per sync on its
  * own thread, which is right for a device and wrong for 2,000 of them in one process. The
  * load generator speaks the protocol through the same engine code (sync/wire.h,
- * sync/change.h) as the SDK and the server, and its devices behave like the SDK's: one push
- * in flight, a small first batch, zstd with dictionary 1, pull until `more` is false.
+ * sync/change.h) as the SDK and the server, and its devices behave like the SDK's: up to two
+ * pushes in flight (protocol §5; push_window 1 gives the older one-at-a-time behaviour), a
+ * small first batch, zstd with dictionary 1, pull until `more` is false.
  *
  * What it deliberately does not do: decode the changes it pulls (a device's apply cost is
  * measured by bench_device through the SDK), retry, or time anything by itself: the
@@ -155,7 +156,7 @@ enum bh_state {
     BH_CONNECTING,  /* TCP + WebSocket handshake */
     BH_HELLO,       /* hello sent */
     BH_READY,       /* welcome received, nothing in flight */
-    BH_PUSHING,     /* a push in flight */
+    BH_PUSHING,     /* one or two pushes in flight */
     BH_PULLING,     /* a pull in flight */
     BH_CLOSED,      /* closed or failed (see failed, why) */
 };
@@ -168,9 +169,13 @@ enum bh_event {
     BH_EV_FAILED,   /* the connection failed or the server sent an error */
 };
 
+/* Pushes in flight at most (docs/protocol.md §5), as the SDK. */
+#define BH_PUSH_WINDOW 2
+
 /* One simulated device on a bh_net: the protocol state machine of a device (hello, push its
- * backlog with one push in flight, pull until the end), with counters. Fields marked (in) are
- * set by the benchmark before bh_dev_connect; the rest are kept by the harness. */
+ * backlog with up to two pushes in flight, the second sent before the first's push_result,
+ * results matched first in, first out; pull until the end), with counters. Fields marked
+ * (in) are set by the benchmark before bh_dev_connect; the rest are kept by the harness. */
 struct bh_dev {
     /* (in) identity and behaviour */
     rid_t id;
@@ -184,6 +189,7 @@ struct bh_dev {
     size_t max_batch_bytes;      /* uncompressed change bytes per push (SDK: 65536) */
     bool push_on_welcome;        /* start pushing the backlog as soon as welcome arrives */
     size_t push_until;           /* stop (BH_EV_PUSHED) once this many are answered; 0 = all */
+    size_t push_window;          /* pushes in flight at most, 1..BH_PUSH_WINDOW (0 = 2, SDK) */
     uint32_t pull_max;           /* changes per pull (0 = server's max_batch) */
     void (*on_event)(bh_dev *d, int event);
     /* messages the state machine does not handle (ledger, pong): r after the type */
@@ -199,8 +205,12 @@ struct bh_dev {
     uint32_t dict;               /* negotiated */
     uint64_t log_end;            /* from welcome */
     size_t acked;                /* backlog entries answered */
-    size_t inflight;             /* changes in the push in flight */
-    uint64_t batch_id;
+    size_t sent;                 /* backlog entries sent (answered + in flight) */
+    size_t inflight;             /* changes in the pushes in flight */
+    uint64_t fl_id[BH_PUSH_WINDOW]; /* batch ids in flight, oldest first */
+    size_t fl_n[BH_PUSH_WINDOW]; /* their change counts */
+    size_t nfl;                  /* pushes in flight */
+    uint64_t batch_id;           /* of the last push sent */
     int pushes;
     /* counters */
     uint64_t accepted, duplicates, refused, pulled, pulls;

@@ -256,6 +256,8 @@ static int preload(market *m, fakedata *fd)
         d->dict_want = 1;
         d->first_dseq = 1;
         d->max_batch = WIRE_MAX_BATCH;
+        /* a bulk loader: full pushes, one in flight (fewest pushes: see bench_ingest.c) */
+        d->push_window = 1;
         d->push_on_welcome = true;
         char user[32];
         snprintf(user, sizeof user, "load-t-%02d", t);

@@ -10,7 +10,8 @@
  * child edits of children of its village (base = the create it had seen), and one device in
  * five a mandatory report, in the order they were recorded, with clocks spread over the past
  * week. Devices behave like the SDK: dictionary 1, a first push of 16 changes, then pushes of
- * up to 200 changes / 64 KiB, one in flight; then pull from the cursor they had before.
+ * up to 200 changes / 64 KiB, two in flight holding at most one batch between them (as the
+ * SDK: each push after the first is half a batch); then pull from the cursor they had before.
  *
  * The enrolment (townships, villages, users, devices: ~4,200 `fieldsyncd admin` commands) is
  * made once into a template store under DIR/fieldsync-bench-cache/ and copied for each run

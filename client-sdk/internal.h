@@ -170,6 +170,12 @@ void ob_batch_free(ob_batch *b);
  * the batch is sent). Limits: at most max_n changes and max_bytes body bytes (at least one
  * change). An empty b means nothing to send. Returns a fieldsync_err. */
 int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch *b);
+/* The same, leaving out the numbered changes with dseq <= after: those of the pushes still in
+ * flight (session.c has up to 2; `after` is the last dseq of the newer one, 0 when none is in
+ * flight). Every numbered change at or below `after` must be in flight: the caller sends a
+ * push only while every earlier one was consumed or is still unanswered. */
+int outbox_next_batch_after(fieldsync_db *db, uint64_t after, size_t max_n, size_t max_bytes,
+                            ob_batch *b);
 
 typedef struct ob_counts {
     uint64_t accepted, duplicates, refused, gaps;
@@ -179,7 +185,10 @@ typedef struct ob_counts {
 /* Handles the server's answers for batch b: accepted/duplicate changes are applied to the
  * confirmed state as this device's (author user, role role) and leave the outbox in the same
  * transaction; refused ones move to dev_refused with code and text; ESEQ_GAP answers stay.
- * Returns a fieldsync_err; FIELDSYNC_ESEQUENCE when a gap was reported. */
+ * Returns a fieldsync_err; FIELDSYNC_ESEQUENCE when a gap was reported that no EREC_ABBREV
+ * of b explains, after everything else was committed: a caller that knows the gaps are
+ * expected (session.c: an earlier push in flight had a change not consumed, counts->resend)
+ * may go on; counts->gaps says how many. */
 int outbox_apply_results(fieldsync_db *db, const ob_batch *b, const wire_result *res, size_t n,
                          ob_counts *counts);
 

@@ -34,7 +34,8 @@
  * before_commit hook (batch_commit_hook) deletes each one's outbox row inside that same
  * transaction, as it does for this device's changes arriving by pull. Refused ones move
  * to dev_refused with the server's code and text. An ESEQ_GAP refusal consumed nothing on the
- * server: the change stays and the sync stops with FIELDSYNC_ESEQUENCE.
+ * server: the change stays and the sync stops with FIELDSYNC_ESEQUENCE, unless an EREC_ABBREV
+ * explains it (in the same batch here; in an earlier push in flight, session.c).
  */
 #include "internal.h"
 
@@ -272,17 +273,25 @@ static int number_one(fieldsync_db *db, const dep *d, uint64_t dseq, change *c,
 
 int outbox_next_batch(fieldsync_db *db, size_t max_n, size_t max_bytes, ob_batch *b)
 {
+    return outbox_next_batch_after(db, 0, max_n, max_bytes, b);
+}
+
+int outbox_next_batch_after(fieldsync_db *db, uint64_t after, size_t max_n, size_t max_bytes,
+                            ob_batch *b)
+{
     ob_batch_clear(b);
     if (!max_n)
         max_n = 1;
-    /* 1. numbered, unanswered: in dseq order, before anything new */
+    /* 1. numbered, unanswered, not in flight (above `after`): in dseq order, before anything
+     * new */
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(db->sql,
                            "SELECT id, dseq, body, wire FROM dev_outbox WHERE dseq IS NOT NULL "
-                           "ORDER BY dseq LIMIT ?1",
+                           "AND dseq > ?2 ORDER BY dseq LIMIT ?1",
                            -1, &s, NULL))
         return sdk_sqlfail(db, "outbox");
     sqlite3_bind_int64(s, 1, (sqlite3_int64)max_n + 1);
+    sqlite3_bind_int64(s, 2, after > INT64_MAX ? INT64_MAX : (sqlite3_int64)after);
     int rc = 0, step;
     bool more_numbered = false;
     while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {

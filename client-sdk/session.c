@@ -5,9 +5,25 @@
  *   CONNECTING --established--> HELLO --welcome--> PUSH (push / push_result)*
  *     --outbox empty--> PULL (pull / changes)* --more=false--> REVIEWS (supervisors) --> DONE
  *
- * One push in flight at a time; the first batch is small (first_batch changes) so that a
- * 2G link gets its first acknowledgement quickly, later ones are bounded by max_batch and
- * max_batch_bytes (uncompressed, so a batch is never more than that on the wire either).
+ * Up to two pushes in flight (PUSH_WINDOW, docs/protocol.md §5): the next push is built,
+ * numbered and sent while the server applies the one before, so neither the device's
+ * encoding nor a slow link's round trip sits idle between pushes. The server answers a
+ * session's messages one at a time in order, so the results come back in push order and are
+ * matched first in, first out (batch ids checked). The second push carries the changes after
+ * those of the first (outbox_next_batch_after); a change the server refused without consuming
+ * it (EREC_ABBREV) makes every later change of the device ESEQ_GAP, including the whole of a
+ * push already in flight: those gaps are expected, the changes stay in the outbox, nothing
+ * more is sent until every push is answered, and then the next push starts from the first
+ * change not consumed (with its full record id). A gap no unconsumed change explains ends the
+ * sync (FIELDSYNC_ESEQUENCE) as before. A lost link with pushes unanswered loses nothing: the
+ * outbox keeps every change until its result is in, and the next session resends them. The
+ * pull begins only when every push result is in. The first batch is small (first_batch
+ * changes) so that a 2G link gets its first acknowledgement quickly, later ones are bounded
+ * by max_batch and max_batch_bytes (uncompressed, so a batch is never more than that on the
+ * wire either). The pushes in flight together stay within one batch: each push after the
+ * first is at most half of max_batch and of max_batch_bytes, so a dropped link re-sends at
+ * most one batch's worth, as with one push in flight. At most PUSH_RATE pushes a second:
+ * the protocol's bound is 200 messages per second per session.
  *
  * The pull is pipelined: when a changes message says more=true, its header already gives
  * next_cursor, so the next pull is queued at once and the message is held; it is applied
@@ -50,10 +66,24 @@ enum sstate { ST_CONNECTING, ST_HELLO, ST_PUSH, ST_PULL, ST_REVIEWS, ST_DONE };
  * applied work, and other handles on the replica see the pull advance. */
 #define PULL_COMMIT_MS 1000
 
+/* Pushes in flight at most (docs/protocol.md §5): the device numbers, encodes and compresses
+ * push N+1 while the server applies push N, and a slow link carries it meanwhile. */
+#define PUSH_WINDOW 2
+/* Pushes per second at most: the protocol allows 200 messages per second per session
+ * (docs/protocol.md §8, error LIMIT closes); a device with a long backlog on a fast link
+ * could send more, so it keeps to half, leaving the rest for pulls and pings. */
+#define PUSH_RATE 100
+
 typedef struct txframe {
     uint8_t *buf;   /* LWS_PRE + len bytes */
     size_t len;
 } txframe;
+
+/* A push sent and not answered yet. */
+typedef struct push_flight {
+    ob_batch b;     /* its changes, as sent (owned) */
+    uint64_t id;    /* its batch id, echoed by its push_result */
+} push_flight;
 
 typedef struct session {
     fieldsync_db *db;
@@ -82,10 +112,18 @@ typedef struct session {
     uint32_t dict;        /* what we compress with (the server's welcome.dict) */
     /* protocol */
     uint32_t max_batch, max_frame;
-    uint64_t batch_id;
-    bool batch_sent;
-    ob_batch batch;
+    uint64_t batch_id;          /* of the last push sent */
+    push_flight fl[PUSH_WINDOW];/* pushes in flight, oldest first: results come in this order */
+    int nfl;
+    uint64_t fl_last;           /* the last dseq of the newest push in flight (when nfl > 0) */
+    bool push_stalled;          /* a push had a change not consumed (EREC_ABBREV): the pushes
+                                 * after it in flight come back ESEQ_GAP, which is expected;
+                                 * nothing more is sent until they are all answered, then the
+                                 * next push starts from the first unconsumed change */
     int pushes;
+    int64_t rate_start;         /* the current second of pushes (mono ms) */
+    int rate_n;                 /* pushes sent in it */
+    bool push_paced;            /* PUSH_RATE reached: the tick resumes the pushes */
     uint64_t cursor, log_end;   /* cursor: of the last batch applied (and committed) */
     /* pull pipelining: a changes message held until the pull after it is written */
     uint8_t *held;              /* its changes (owned; the bytes after the header) */
@@ -226,33 +264,76 @@ static int send_hello(session *s)
 
 static int start_pull(session *s);
 
-static int push_next(session *s)
+/* Sends one more push if there is room in the window and something to send: the changes
+ * after those in flight (outbox_next_batch_after). Sets *sent. */
+static int push_one(session *s, bool *sent)
 {
     fieldsync_db *db = s->db;
+    *sent = false;
     size_t max_n = (size_t)(s->pushes == 0 ? s->o.first_batch : s->o.max_batch);
     if (max_n > s->max_batch)
         max_n = s->max_batch;
     size_t max_bytes = (size_t)s->o.max_batch_bytes;
     if (max_bytes + 64 > s->max_frame)
         max_bytes = s->max_frame > 128 ? s->max_frame - 64 : 64;
-    int rc = outbox_next_batch(db, max_n, max_bytes, &s->batch);
+    /* Together the pushes in flight hold at most one batch (max_batch changes, max_batch_bytes
+     * bytes), so a dropped link re-sends at most one batch's worth (docs/protocol.md §7), as
+     * with one push in flight: each push after the small first one is at most half a batch. */
+    if (s->pushes > 0) {
+        max_n = max_n / PUSH_WINDOW ? max_n / PUSH_WINDOW : 1;
+        max_bytes /= PUSH_WINDOW;
+    }
+    push_flight *f = &s->fl[s->nfl];
+    int rc = outbox_next_batch_after(db, s->nfl ? s->fl_last : 0, max_n, max_bytes, &f->b);
     if (rc)
         return failf(s, rc, "%s", db->err);
-    if (!s->batch.n)
-        return start_pull(s);
+    if (!f->b.n)
+        return 0;
+    int64_t now = mono_ms();
+    if (now - s->rate_start >= 1000) {
+        s->rate_start = now;
+        s->rate_n = 0;
+    }
+    if (s->rate_n >= PUSH_RATE) { /* kept for the tick: the outbox still holds it */
+        ob_batch_clear(&f->b);
+        s->push_paced = true;
+        return 0;
+    }
+    s->rate_n++;
     s->state = ST_PUSH;
-    s->batch_id++;
+    f->id = ++s->batch_id;
     msgpack_packer pk;
-    if (wire_pack_push_header(pk_begin(s, &pk), s->batch_id, (uint32_t)s->batch.n))
+    if (wire_pack_push_header(pk_begin(s, &pk), f->id, (uint32_t)f->b.n))
         return failf(s, FIELDSYNC_ENOMEM, "out of memory");
-    for (size_t i = 0; i < s->batch.n; i++)
-        if (msgpack_sbuffer_write(&s->sb, (const char *)s->batch.items[i].body,
-                                  s->batch.items[i].len))
+    for (size_t i = 0; i < f->b.n; i++)
+        if (msgpack_sbuffer_write(&s->sb, (const char *)f->b.items[i].body, f->b.items[i].len))
             return failf(s, FIELDSYNC_ENOMEM, "out of memory");
+    s->fl_last = f->b.items[f->b.n - 1].dseq;
+    s->nfl++;
     s->pushes++;
-    s->res->sent += s->batch.n;
+    s->res->sent += f->b.n;
     arm_reply_deadline(s);
-    return send_msg(s);
+    if ((rc = send_msg(s)))
+        return rc;
+    *sent = true;
+    return 0;
+}
+
+/* Fills the push window (PUSH_WINDOW pushes in flight), unless a push came back with a change
+ * not consumed and the others are still out; with nothing in flight and nothing left to
+ * send, the pull begins: never before every push result is in. */
+static int push_next(session *s)
+{
+    bool sent = true;
+    s->push_paced = false;
+    while (sent && !s->push_stalled && s->nfl < PUSH_WINDOW && s->state != ST_DONE) {
+        int rc = push_one(s, &sent);
+        if (rc)
+            return rc;
+    }
+    if (!s->nfl && !s->push_paced && s->state != ST_DONE)
+        return start_pull(s);
+    return 0;
 }
 
 static int start_reviews(session *s)
@@ -361,13 +442,14 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
     fs_error e = {0};
     uint64_t batch;
     uint32_t n;
-    if (s->state != ST_PUSH)
+    if (s->state != ST_PUSH || !s->nfl)
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result out of turn");
     if (wire_read_push_result(r, count, &batch, &n, &e))
         return failf(s, FIELDSYNC_EPROTOCOL, "bad push_result: %s", e.msg);
-    if (batch != s->batch_id)
+    push_flight *f = &s->fl[0]; /* results come in push order (protocol §5) */
+    if (batch != f->id)
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result for batch %llu, expected %llu",
-                     (unsigned long long)batch, (unsigned long long)s->batch_id);
+                     (unsigned long long)batch, (unsigned long long)f->id);
     wire_result *res = n ? calloc(n, sizeof *res) : NULL;
     if (n && !res)
         return failf(s, FIELDSYNC_ENOMEM, "out of memory");
@@ -377,18 +459,36 @@ static int on_push_result(session *s, mpr *r, uint32_t count)
             return failf(s, FIELDSYNC_EPROTOCOL, "bad push_result: %s", e.msg);
         }
     ob_counts c = {0};
-    int rc = outbox_apply_results(db, &s->batch, res, n, &c);
+    int rc = outbox_apply_results(db, &f->b, res, n, &c);
     free(res);
     s->res->accepted += c.accepted;
     s->res->duplicates += c.duplicates;
     s->res->refused += c.refused;
     s->prog.changes_done += c.accepted + c.duplicates + c.refused;
     report(s);
+    /* an earlier push in flight had a change the server did not consume: this one's changes
+     * are ESEQ_GAP, as expected; they stay in the outbox (everything else was committed) and
+     * go again after it */
+    bool gaps_expected = s->push_stalled;
+    if (rc == FIELDSYNC_ESEQUENCE && gaps_expected) {
+        rc = 0;
+        db->err[0] = '\0';
+    }
     if (rc)
         return failf(s, rc, "%s", db->err);
-    if (c.accepted + c.duplicates + c.refused + c.resend == 0)
+    if (c.accepted + c.duplicates + c.refused + c.resend == 0 && !(gaps_expected && c.gaps))
         return failf(s, FIELDSYNC_EPROTOCOL, "push_result answered none of the %zu changes sent",
-                     s->batch.n);
+                     f->b.n);
+    if (c.resend)
+        s->push_stalled = true;
+    /* the oldest leaves the window; its ob_batch (cleared) is reused at the back */
+    ob_batch_clear(&f->b);
+    push_flight done = s->fl[0];
+    memmove(s->fl, s->fl + 1, (size_t)(PUSH_WINDOW - 1) * sizeof *s->fl);
+    s->fl[PUSH_WINDOW - 1] = done;
+    s->nfl--;
+    if (!s->nfl)
+        s->push_stalled = false; /* resend from the first change not consumed */
     return push_next(s);
 }
 
@@ -621,6 +721,8 @@ static void tick(lws_sorted_usec_list_t *sul)
                                             : "no answer from %s: link lost",
                   s->db->server);
     }
+    if (s->state == ST_PUSH && s->push_paced && !s->push_stalled)
+        push_next(s); /* a new second of PUSH_RATE */
     if (s->state == ST_DONE && !s->done && (!s->wsi || mono_ms() > s->close_by_ms)) {
         s->done = true;
         lws_cancel_service(s->ctx);
@@ -827,7 +929,8 @@ int session_run(fieldsync_db *db, const fieldsync_sync_opts *o, fieldsync_progre
 out:
     for (int i = 0; i < s->qn; i++)
         free(s->q[i].buf);
-    ob_batch_free(&s->batch);
+    for (int i = 0; i < PUSH_WINDOW; i++)
+        ob_batch_free(&s->fl[i].b);
     wire_codec_free(s->codec);
     msgpack_sbuffer_destroy(&s->sb);
     free(s->rx);

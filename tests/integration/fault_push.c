@@ -78,7 +78,8 @@ static void run(const char *point, int at)
     if (at > 1)
         CHECK_OK(fieldsync_sync(b, &so, NULL, NULL, &res));
 
-    /* A's pushes: 5, then 10 at a time; the daemon dies at push `at` */
+    /* A's pushes: 5, then 5 at a time (two in flight hold at most one batch of 10: each push
+     * after the first is half of max_batch); the daemon dies at push `at` */
     make_a_work(a);
     int rc = fieldsync_sync(a, &so, NULL, NULL, &res);
     CHECK_INT(rc, ==, FIELDSYNC_ENETWORK);
@@ -89,11 +90,11 @@ static void run(const char *point, int at)
         abort();
     }
     /* what survived: every batch committed before the point, nothing of the killed one
-     * unless the point is after its COMMIT. A's pushes: 5 changes, then 10 at a time; B's
+     * unless the point is after its COMMIT. A's pushes: 5 changes, then 5 at a time; B's
      * push was push 1 unless the daemon dies at push 1 */
     int k = at > 1 ? at - 1 : 1; /* the killed push is A's k-th */
-    long long committed = k == 1 ? 0 : 5 + 10LL * (k - 2);
-    long long batch = k == 1 ? 5 : 10;
+    long long committed = k == 1 ? 0 : 5 + 5LL * (k - 2);
+    long long batch = 5;
     bool after_commit = !strcmp(point, "push_after_commit") || !strcmp(point, "push_after_send");
     long long on_server = a_count(&s, dev);
     fieldsync_identity id;

@@ -1762,13 +1762,185 @@ static void test_abbrev(int argc, char **argv)
     world_done(&w);
 }
 
+
+/* ---- two pushes in flight ---------------------------------------------------------- */
+
+/* Sends ch[0..n) as push `batch` without reading anything. */
+static void push_send(fsc *c, uint64_t batch, change *ch, size_t n)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    push_body(&sb, batch, ch, n);
+    CHECK_OK(fsc_send(c, sb.data, sb.size));
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Reads the next message, which must be the push_result of `batch` with n results. */
+static void push_expect(fsc *c, uint64_t batch, tres *res, uint32_t n)
+{
+    CHECK_OK(fsc_recv(c, 30000));
+    CHECK_INT(c->m.type, ==, MSG_PUSH_RESULT);
+    mpr peek = c->m.r; /* the batch id, then rawws reads the results */
+    uint64_t bt;
+    uint32_t cnt;
+    fs_error e = {0};
+    CHECK_OK(wire_read_push_result(&peek, c->m.count, &bt, &cnt, &e));
+    CHECK_INT(bt, ==, batch);
+    rawws_read_push_result(c, res, n);
+}
+
+/* Log rows of device dev in the server's store: all of them, or distinct dseqs. */
+static long long log_rows(world *w, const enrolled *dev, bool distinct)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    CHECK_OK(sqlite3_open(w->t.db, &db));
+    CHECK_OK(sqlite3_prepare_v2(db,
+                                distinct ? "SELECT count(DISTINCT dseq) FROM log WHERE device = ?1"
+                                         : "SELECT count(*) FROM log WHERE device = ?1",
+                                -1, &q, NULL));
+    sqlite3_bind_blob(q, 1, dev->device.b, 16, SQLITE_STATIC);
+    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
+    long long n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A device may have two pushes in flight (protocol §5). The server reads a session's messages
+ * one at a time: the second push, sent before the first's push_result was read, is read only
+ * after the first was applied (park_hold keeps the first parked 300 ms, so the second is
+ * certainly waiting on the socket meanwhile), and both are answered, in order, nothing
+ * rejected. Then a first push whose change is not consumed (an abbreviation matching no
+ * record: EREC_ABBREV; a dseq gap) makes the whole second push in flight ESEQ_GAP; the resend
+ * from the first unconsumed change is accepted and nothing is logged twice. */
+static void test_pipeline(int argc, char **argv)
+{
+    world w;
+    world_init(&w, argc, argv, false);
+    setenv("FIELDSYNC_FAULT", "park_hold:300", 1);
+    daemon_start(&w.t, &w.d, NULL);
+    unsetenv("FIELDSYNC_FAULT");
+    const schema *s = w.t.s;
+    fsc a, b;
+    open_ok(&a, &w, &w.ana);
+    open_ok(&b, &w, &w.bo);
+    enum { N1 = 16, N2 = 50 };
+    static change ch[N1 + N2];
+    static tres res[N1 + N2];
+    static rid_t ids[N1 + N2];
+    static char names[N1 + N2][16];
+    for (int i = 0; i < N1 + N2; i++) {
+        new_id(&ids[i]);
+        snprintf(names[i], sizeof names[i], "童%d", i);
+        mk_child(&ch[i], s, &ids[i], names[i], "V1", (uint64_t)i + 1);
+    }
+
+    /* 1. two pushes back to back, nothing read in between: both answered, in order */
+    push_send(&a, 11, ch, N1);
+    push_send(&a, 12, ch + N1, N2);
+    push_expect(&a, 11, res, N1);
+    for (int i = 0; i < N1; i++) {
+        CHECK_INT(res[i].dseq, ==, i + 1);
+        CHECK_RES(res[i], 0, 0);
+    }
+    push_expect(&a, 12, res, N2);
+    for (int i = 0; i < N2; i++) {
+        CHECK_INT(res[i].dseq, ==, N1 + i + 1);
+        CHECK_RES(res[i], 0, 0);
+    }
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, N1 + N2);
+    CHECK_INT(log_rows(&w, &w.ana, true), ==, N1 + N2);
+    uint64_t cur = 0;
+    CHECK_INT(fsc_pull_all(&b, &cur, NULL), ==, N1 + N2);
+    /* both again, back to back: duplicates, in order, no second effect */
+    push_send(&a, 13, ch, N1);
+    push_send(&a, 14, ch + N1, N2);
+    push_expect(&a, 13, res, N1);
+    for (int i = 0; i < N1; i++)
+        CHECK_RES(res[i], 1, 0);
+    push_expect(&a, 14, res, N2);
+    for (int i = 0; i < N2; i++)
+        CHECK_RES(res[i], 1, 0);
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, N1 + N2);
+
+    /* 2. the first push's change is not consumed (an abbreviation of no record): the rest of
+     *    it and the whole second push in flight come back ESEQ_GAP */
+    const uint64_t d0 = N1 + N2; /* the server's dseq of ana */
+    rid_t g, h;
+    new_id(&g);
+    new_id(&h);
+    change p[4];
+    mk_child(&p[0], s, &g, "缩", "V1", d0 + 1);
+    p[0].abbrev = true; /* the server holds no record with these 9 bytes */
+    grade_edit(&p[1], s, &ids[0], ch[0].hlc, d0 + 2, 4, false);
+    grade_edit(&p[2], s, &ids[1], ch[1].hlc, d0 + 3, 5, false);
+    mk_child(&p[3], s, &h, "全", "V1", d0 + 4);
+    push_send(&a, 21, p, 2);
+    push_send(&a, 22, p + 2, 2);
+    push_expect(&a, 21, res, 2);
+    CHECK_RES(res[0], 2, FS_EREC_ABBREV);
+    CHECK_RES(res[1], 2, FS_ESEQ_GAP);
+    push_expect(&a, 22, res, 2);
+    CHECK_RES(res[0], 2, FS_ESEQ_GAP);
+    CHECK_RES(res[1], 2, FS_ESEQ_GAP);
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, d0); /* nothing consumed */
+    /* the resend from the first unconsumed change, in full, is accepted once */
+    p[0].abbrev = false;
+    push_send(&a, 23, p, 4);
+    push_send(&a, 24, p, 4); /* a second copy in flight: duplicates */
+    push_expect(&a, 23, res, 4);
+    for (int i = 0; i < 4; i++) {
+        CHECK_INT(res[i].dseq, ==, d0 + 1 + (uint64_t)i);
+        CHECK_RES(res[i], 0, 0);
+    }
+    push_expect(&a, 24, res, 4);
+    for (int i = 0; i < 4; i++)
+        CHECK_RES(res[i], 1, 0);
+
+    /* 3. a plain gap in the first push (dseq d0+5 missing): the second is ESEQ_GAP too; the
+     *    missing one first, then both again */
+    const uint64_t d1 = d0 + 4;
+    rid_t k[3];
+    change q[3];
+    for (int i = 0; i < 3; i++) {
+        new_id(&k[i]);
+        mk_child(&q[i], s, &k[i], names[i], "V1", d1 + 1 + (uint64_t)i);
+    }
+    push_send(&a, 31, q + 1, 1);
+    push_send(&a, 32, q + 2, 1);
+    push_expect(&a, 31, res, 1);
+    CHECK_RES(res[0], 2, FS_ESEQ_GAP);
+    push_expect(&a, 32, res, 1);
+    CHECK_RES(res[0], 2, FS_ESEQ_GAP);
+    push_send(&a, 33, q, 2);
+    push_send(&a, 34, q + 2, 1);
+    push_expect(&a, 33, res, 2);
+    CHECK_RES(res[0], 0, 0);
+    CHECK_RES(res[1], 0, 0);
+    push_expect(&a, 34, res, 1);
+    CHECK_RES(res[0], 0, 0);
+
+    const long long total = (long long)d1 + 3;
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, total);
+    CHECK_INT(log_rows(&w, &w.ana, true), ==, total);
+    fsc_ping(&a, 9); /* the session is still fine */
+    fsc_close(&a);
+    open_ok(&a, &w, &w.ana);
+    CHECK_INT(a.w.server_dseq, ==, (uint64_t)total);
+    CHECK_INT(fsc_pull_all(&b, &cur, NULL), ==, 7);
+    fsc_close(&a);
+    fsc_close(&b);
+    world_done(&w);
+}
+
 static const tcase cases[] = {
     {"auth", test_auth},         {"sync", test_sync},           {"resume", test_resume},
     {"scope", test_scope},       {"conflict", test_conflict},   {"review", test_review},
     {"ledger", test_ledger},     {"malformed", test_malformed}, {"shutdown", test_shutdown},
     {"http", test_http},         {"idle", test_idle},           {"admin_data", test_admin_data},
     {"versions", test_versions}, {"busy", test_busy},           {"parked", test_parked},
-    {"abbrev", test_abbrev},
+    {"abbrev", test_abbrev},     {"pipeline", test_pipeline},
 };
 
 int main(int argc, char **argv)
