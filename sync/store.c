@@ -1536,8 +1536,14 @@ typedef enum apply_how {
     HOW_RECOVER  /* a logged change whose state was lost from the cache: merge only */
 } apply_how;
 
-static int write_record(store *st, const change *c, bool has_scope, const char *scope,
-                        const rid_t *parent, bool scope_moved)
+/* Upserts c's record row, which was `before` (rec_lookup). scope_moved: its scope changes, so the records that take their
+ * scope from it (records.parent, at any depth) follow; none can exist when
+ * no_descendants (a record new to the authority: a change naming a scope_from parent the
+ * authority does not hold is refused, so no row can point at a record before it exists).
+ * The record cache is dropped only when rows of other records moved. */
+static int write_record(store *st, const change *c, const rec_info *before, bool has_scope,
+                        const char *scope, const rid_t *parent, bool scope_moved,
+                        bool no_descendants)
 {
     sqlite3_stmt *q = stmt(st, S_REC_INSERT);
     if (!q)
@@ -1553,27 +1559,32 @@ static int write_record(store *st, const change *c, bool has_scope, const char *
     sqlite3_reset(q);
     if (rc != SQLITE_DONE)
         return FS_EIO;
-    if (scope_moved) {
-        rcache_clear(st); /* descendants move in SQL below: forget them all (rare) */
-    } else {
-        /* the row is now the upsert of what it was (cached by rec_lookup) and this change */
-        rec_info ri = {.exists = true, .type = c->type};
-        rcache *hit = rcache_find(st, &c->record);
-        ri.created = (hit && hit->created) || c->base == 0;
-        ri.has_scope = has_scope || (hit && hit->has_scope);
-        snprintf(ri.scope, sizeof ri.scope, "%s", has_scope ? scope : hit ? hit->scope : "");
-        rcache_put(st, &c->record, &ri);
-        return 0;
+    if (scope_moved && !no_descendants) {
+        /* records that take their scope from this one follow it */
+        q = stmt(st, S_REC_CHILD_SCOPE);
+        if (!q)
+            return FS_EIO;
+        sqlite3_bind_blob(q, 1, c->record.b, 16, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, scope, -1, SQLITE_STATIC);
+        rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (rc != SQLITE_DONE)
+            return FS_EIO;
+        if (sqlite3_changes(st->db) > 0) {
+            /* descendants moved in SQL: forget them all (rare). Not on every new record: a
+             * memset of the whole cache per create was ~90% of a create's CPU */
+            rcache_clear(st);
+            return 0;
+        }
     }
-    /* records that take their scope from this one follow it */
-    q = stmt(st, S_REC_CHILD_SCOPE);
-    if (!q)
-        return FS_EIO;
-    sqlite3_bind_blob(q, 1, c->record.b, 16, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, scope, -1, SQLITE_STATIC);
-    rc = sqlite3_step(q);
-    sqlite3_reset(q);
-    return rc == SQLITE_DONE ? 0 : FS_EIO;
+    /* the row is now the upsert of what it was and this change */
+    rec_info ri = {.exists = true, .type = c->type};
+    ri.created = (before->exists && before->created) || c->base == 0;
+    ri.has_scope = has_scope || (before->exists && before->has_scope);
+    snprintf(ri.scope, sizeof ri.scope, "%s",
+             has_scope ? scope : before->exists && before->has_scope ? before->scope : "");
+    rcache_put(st, &c->record, &ri);
+    return 0;
 }
 
 /*
@@ -1861,7 +1872,8 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
     }
     bool scope_moved = has_scope && (!ri.has_scope || strcmp(scope, ri.scope));
     if (how != HOW_RECOVER && (!ri.exists || !ri.created || scope_moved || parent))
-        rc = write_record(st, c, has_scope, scope, parent, scope_moved);
+        rc = write_record(st, c, &ri, has_scope, scope, parent, scope_moved,
+                          authority && how == HOW_LIVE && !ri.exists);
     for (uint32_t i = 0; i < c->n_fields && !rc; i++) {
         const schema_field *f = schema_field_by_num(t, c->fields[i].num);
         if (how != HOW_RECOVER && reviews && st->outs[i].race) {
