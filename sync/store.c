@@ -1430,6 +1430,16 @@ int store_device_seq(store *st, const rid_t *device, uint64_t *out)
     return devseq_get(st, device, out);
 }
 
+/* Copies the NUL-terminated src into out (cap > 0 bytes), cut at cap - 1 bytes: what
+ * snprintf(out, cap, "%s", src) does, without the format parser (profiled: the record's
+ * scope copied per change through snprintf was ~1% of the server's ingest CPU). */
+static void scope_copy(char *out, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(out, src, n);
+    out[n] = '\0';
+}
+
 /* Scope the record will have after c: its scope field, its scope_from parent's scope, or
  * what it had. parent receives the scope_from reference when the change sets it. */
 static int scope_after(store *st, const schema_type *t, const change *c, const rec_info *ri,
@@ -1439,7 +1449,7 @@ static int scope_after(store *st, const schema_type *t, const change *c, const r
     *parent = NULL;
     *parent_ok = true;
     if (ri->has_scope)
-        snprintf(out, cap, "%s", ri->scope);
+        scope_copy(out, cap, ri->scope);
     if (!t->scope_field)
         return 0;
     const change_field *cf = change_field_get(c, t->scope_field);
@@ -1465,7 +1475,7 @@ static int scope_after(store *st, const schema_type *t, const change *c, const r
         return 0;
     }
     if (pi.has_scope) {
-        snprintf(out, cap, "%s", pi.scope);
+        scope_copy(out, cap, pi.scope);
         *has = true;
     }
     return 0;
@@ -1581,8 +1591,8 @@ static int write_record(store *st, const change *c, const rec_info *before, bool
     rec_info ri = {.exists = true, .type = c->type};
     ri.created = (before->exists && before->created) || c->base == 0;
     ri.has_scope = has_scope || (before->exists && before->has_scope);
-    snprintf(ri.scope, sizeof ri.scope, "%s",
-             has_scope ? scope : before->exists && before->has_scope ? before->scope : "");
+    scope_copy(ri.scope, sizeof ri.scope,
+               has_scope ? scope : before->exists && before->has_scope ? before->scope : "");
     rcache_put(st, &c->record, &ri);
     return 0;
 }
