@@ -34,7 +34,7 @@
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
     S_LOG_INSERT, S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
-    S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_CHILD_SCOPE,
+    S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_HAS_CHILD, S_REC_CHILD_SCOPE,
     S_REC_PREFIX,
     S_FIELD_GET, S_FIELD_PUT,
     S_DEVSEQ_GET, S_DEVSEQ_PUT,
@@ -75,6 +75,8 @@ static const char *const stmt_sql[S_COUNT] = {
                      "parent = coalesce(excluded.parent, parent), "
                      "created = max(created, excluded.created)",
     [S_REC_SET_SCOPE] = "UPDATE records SET scope = ?2 WHERE id = ?1",
+    /* whether any record takes its scope from this one (records_parent index: one seek) */
+    [S_REC_HAS_CHILD] = "SELECT 1 FROM records WHERE parent = ?1 LIMIT 1",
     /* every record that takes its scope from this one, at any depth (an amendment of a
      * visit of a child), follows it */
     [S_REC_CHILD_SCOPE] = "WITH RECURSIVE d(id) AS (SELECT id FROM records WHERE parent = ?1 "
@@ -1569,6 +1571,19 @@ static int write_record(store *st, const change *c, const rec_info *before, bool
     sqlite3_reset(q);
     if (rc != SQLITE_DONE)
         return FS_EIO;
+    if (scope_moved && !no_descendants) {
+        /* most records have no descendants: one index seek, not the recursive UPDATE and
+         * its temporary tables (profiled on a device's pull: ~5% of its engine CPU) */
+        q = stmt(st, S_REC_HAS_CHILD);
+        if (!q)
+            return FS_EIO;
+        sqlite3_bind_blob(q, 1, c->record.b, 16, SQLITE_STATIC);
+        rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return FS_EIO;
+        no_descendants = rc == SQLITE_DONE;
+    }
     if (scope_moved && !no_descendants) {
         /* records that take their scope from this one follow it */
         q = stmt(st, S_REC_CHILD_SCOPE);
