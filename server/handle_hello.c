@@ -123,6 +123,67 @@ static int refuse(session *s, int code, bool count_failure, const char *text)
     return -1;
 }
 
+/* One hello's bookkeeping, written later (hello_notes_write). */
+typedef struct hello_note {
+    rid_t device;
+    char agent[64];
+    size_t agent_len;
+    bool has_pending;
+    uint64_t pending, dseq_at;
+} hello_note;
+
+static void hello_note_add(server *srv, const wire_hello *h, uint64_t dseq_at)
+{
+    if (srv->n_notes == srv->cap_notes) {
+        size_t cap = srv->cap_notes ? srv->cap_notes * 2 : 64;
+        hello_note *n = realloc(srv->notes, cap * sizeof *n);
+        if (!n) { /* best effort: write this one now, as before */
+            srvdb_device_seen(srv->db, &h->device, h->agent, h->agent_len);
+            srvdb_device_health(srv->db, &h->device, h->has_pending, h->pending, dseq_at);
+            return;
+        }
+        srv->notes = n;
+        srv->cap_notes = cap;
+    }
+    hello_note *n = &srv->notes[srv->n_notes++];
+    n->device = h->device;
+    n->agent_len = h->agent_len < sizeof n->agent ? h->agent_len : sizeof n->agent;
+    memcpy(n->agent, h->agent, n->agent_len);
+    n->has_pending = h->has_pending;
+    n->pending = h->pending;
+    n->dseq_at = dseq_at;
+}
+
+void hello_notes_write(server *srv)
+{
+    if (!srv->n_notes)
+        return;
+    bool own = !store_in_group(srv->store) && sqlite3_get_autocommit(srv->db);
+    int rc = own ? sqlite3_exec(srv->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
+    for (size_t i = 0; i < srv->n_notes && rc == SQLITE_OK; i++) {
+        const hello_note *n = &srv->notes[i];
+        if (srvdb_device_seen(srv->db, &n->device, n->agent, n->agent_len) ||
+            srvdb_device_health(srv->db, &n->device, n->has_pending, n->pending, n->dseq_at))
+            rc = SQLITE_ERROR;
+    }
+    if (own && rc == SQLITE_OK)
+        rc = sqlite3_exec(srv->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        srv_log(SLOG_WARN, "device bookkeeping of %zu hellos not written: %s", srv->n_notes,
+                sqlite3_errmsg(srv->db));
+        if (own && !sqlite3_get_autocommit(srv->db))
+            sqlite3_exec(srv->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    srv->n_notes = 0;
+}
+
+void hello_notes_free(server *srv)
+{
+    free(srv->notes);
+    srv->notes = NULL;
+    srv->n_notes = srv->cap_notes = 0;
+}
+
 int handle_hello(session *s, mpr *r, uint32_t count)
 {
     server *srv = s->srv;
@@ -207,9 +268,9 @@ int handle_hello(session *s, mpr *r, uint32_t count)
             srvdb_restore_done(srv->db, &h.device);
         }
     }
-    srvdb_device_seen(srv->db, &h.device, h.agent, h.agent_len); /* best effort */
-    /* device health for the supervisor page: its outbox size and our consumed dseq now */
-    srvdb_device_health(srv->db, &h.device, h.has_pending, h.pending, server_dseq);
+    /* last seen, and device health for the supervisor page (its outbox size and our
+     * consumed dseq now): written at the end of the slice with the other hellos' */
+    hello_note_add(srv, &h, server_dseq);
     live_device_event(srv, &h.device, &s->scope);
 
     wire_welcome w = {

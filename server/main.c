@@ -447,6 +447,7 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
     if (changed && villages_reload(srv))
         srv_log(SLOG_WARN, "cannot reload the villages; keeping the previous list");
     sessions_tick(srv, changed);
+    hello_notes_write(srv); /* a hello outside a work slice (none today): within a second */
     live_tick(srv, changed);
     if (srv_mono_ms() >= srv->web_expire_at) {
         srv->web_expire_at = srv_mono_ms() + 60000;
@@ -727,6 +728,8 @@ int main(int argc, char **argv)
             break;
     lws_sul_cancel(&srv.tick);
     lws_sul_cancel(&srv.drain);
+    hello_notes_write(&srv); /* hellos of the last slice, if it was cut short */
+    hello_notes_free(&srv);
     g_ctx = NULL;
     server_close(&srv);
     srv_log(SLOG_INFO, "stopped");

@@ -387,6 +387,8 @@ struct server {
     srv_metrics m;
     session *park_head[2], *park_tail[2]; /* parked sessions per lane, oldest first */
     lws_sorted_usec_list_t work; /* runs parked messages, SRV_WORK_SLICE_US per loop pass */
+    struct hello_note *notes;  /* hellos' bookkeeping not yet written (hello_notes_write) */
+    size_t n_notes, cap_notes;
     bool work_due;             /* work is scheduled */
     bool in_slice;             /* work_run is running parked messages: pushes join a group */
     struct push_done *done;    /* pushes of the open group, waiting for its COMMIT */
@@ -450,6 +452,15 @@ void sessions_tick(server *srv, bool admin_changed);
  * 0, or -1 after queueing an error that closes the session. */
 int handle_hello(session *s, struct mpr *r, uint32_t count);
 int handle_push(session *s, struct mpr *r, uint32_t count);
+/* A hello's bookkeeping (srv_devices.last_seen_ms/last_agent, srv_device_health), noted by
+ * handle_hello and written by hello_notes_write at the end of the work slice, inside the
+ * slice's open push group when there is one (its COMMIT), else in one transaction for all of
+ * the slice's hellos: written one autocommit statement at a time, each was a COMMIT and an
+ * fsync, two per hello (2.2 s of a 9.8 s market day, docs/performance.md §2). Best effort,
+ * like the writes it replaces: a failure is logged and the notes are dropped. */
+void hello_notes_write(server *srv);
+void hello_notes_free(server *srv);
+
 /* Group commit (handle_push.c): inside a work slice (srv->in_slice) the pushes applied join
  * one store group (one COMMIT, one fsync); this commits it, then sends each push's
  * push_result and the ledger fan-out, or BUSY to each if the COMMIT failed. A no-op without

@@ -461,6 +461,7 @@ static void work_run(lws_sorted_usec_list_t *sul)
     while (park_ripe(h[PARK_INTERACTIVE]) && lws_now_usecs() - t0 < end)
         park_run(h[PARK_INTERACTIVE]);
     lws_usec_t t1 = lws_now_usecs();
+    hello_notes_write(srv); /* joins the push group's COMMIT when one is open */
     push_group_end(srv); /* COMMIT, then the slice's push_results and ledger events */
     write_slice_frames(srv);
     if (srv->lt) {

@@ -98,6 +98,21 @@ static void open_ok(fsc *c, world *w, const enrolled *dev)
     }
 }
 
+/* One number from the server's store: sql (one row, one column) with ?1 = dev's id. */
+static long long device_num(world *w, const enrolled *dev, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    CHECK_OK(sqlite3_open(w->t.db, &db));
+    CHECK_OK(sqlite3_prepare_v2(db, sql, -1, &q, NULL));
+    sqlite3_bind_blob(q, 1, dev->device.b, 16, SQLITE_STATIC);
+    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
+    long long n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
 /* ---- auth ------------------------------------------------------------------------- */
 
 static void test_auth(int argc, char **argv)
@@ -116,6 +131,16 @@ static void test_auth(int argc, char **argv)
     CHECK_INT(c.w.max_batch, ==, WIRE_MAX_BATCH);
     CHECK_INT(c.w.dict, ==, 0);
     CHECK(c.w.server_hlc > 0);
+    /* the hello's bookkeeping (last seen, agent, device health) is committed with the work
+     * slice that answered it, before its welcome left (hello_notes_write) */
+    CHECK(device_num(&w, &w.ana, "SELECT last_seen_ms FROM srv_devices WHERE id = ?1") > 0);
+    CHECK_INT(device_num(&w, &w.ana,
+                         "SELECT last_agent = 'server_test/1' FROM srv_devices WHERE id = ?1"),
+              ==, 1);
+    CHECK_INT(device_num(&w, &w.ana,
+                         "SELECT count(*) FROM srv_device_health WHERE device = ?1 AND "
+                         "dseq_at = 0 AND hello_ms > 0"),
+              ==, 1);
     fsc_ping(&c, 42);
     /* a second hello in the session */
     rawws_send_hello(&c, &w.ana.device, w.ana.token, 1, t_hlc(), "t");
@@ -1792,19 +1817,9 @@ static void push_expect(fsc *c, uint64_t batch, tres *res, uint32_t n)
 /* Log rows of device dev in the server's store: all of them, or distinct dseqs. */
 static long long log_rows(world *w, const enrolled *dev, bool distinct)
 {
-    sqlite3 *db;
-    sqlite3_stmt *q;
-    CHECK_OK(sqlite3_open(w->t.db, &db));
-    CHECK_OK(sqlite3_prepare_v2(db,
-                                distinct ? "SELECT count(DISTINCT dseq) FROM log WHERE device = ?1"
-                                         : "SELECT count(*) FROM log WHERE device = ?1",
-                                -1, &q, NULL));
-    sqlite3_bind_blob(q, 1, dev->device.b, 16, SQLITE_STATIC);
-    CHECK_INT(sqlite3_step(q), ==, SQLITE_ROW);
-    long long n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return n;
+    return device_num(w, dev,
+                      distinct ? "SELECT count(DISTINCT dseq) FROM log WHERE device = ?1"
+                               : "SELECT count(*) FROM log WHERE device = ?1");
 }
 
 /* A device may have two pushes in flight (protocol §5). The server reads a session's messages
