@@ -791,7 +791,7 @@ static void push_next(bh_dev *d)
         size_t max_bytes = d->max_batch_bytes;
         /* as the SDK: the pushes in flight together hold at most one batch, so with a window
          * of 2 each push after the first is at most half a batch */
-        if (window > 1 && d->pushes > 0) {
+        if (window > 1 && d->pushes > 0 && !d->full_pushes) {
             max = max / window ? max / window : 1;
             max_bytes /= window;
         }

@@ -190,6 +190,9 @@ struct bh_dev {
     bool push_on_welcome;        /* start pushing the backlog as soon as welcome arrives */
     size_t push_until;           /* stop (BH_EV_PUSHED) once this many are answered; 0 = all */
     size_t push_window;          /* pushes in flight at most, 1..BH_PUSH_WINDOW (0 = 2, SDK) */
+    bool full_pushes;            /* a bulk loader's choice: every push up to max_batch even
+                                  * with 2 in flight (default: as the SDK, the pushes in flight
+                                  * together hold one batch, each after the first half of it) */
     uint32_t pull_max;           /* changes per pull (0 = server's max_batch) */
     void (*on_event)(bh_dev *d, int event);
     /* messages the state machine does not handle (ledger, pong): r after the type */
