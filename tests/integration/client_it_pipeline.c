@@ -255,72 +255,6 @@ static void proxy_reset(proxy *px)
 
 /* ---- devices ---------------------------------------------------------------------------- */
 
-static int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
-
-/* Record id text (8-4-4-4-12) to 16 bytes. */
-static void id_bytes(const char *text, unsigned char out[16])
-{
-    int k = 0;
-    for (const char *p = text; *p && k < 32; p++) {
-        if (*p == '-')
-            continue;
-        if (k % 2 == 0)
-            out[k / 2] = (unsigned char)(hexval(*p) << 4);
-        else
-            out[k / 2] |= (unsigned char)hexval(*p);
-        k++;
-    }
-    CHECK_INT(k, ==, 32);
-}
-
-/* Rewrites the one pending (never sent) change of record `from` in replica file dbfile to
- * record `to` (outbox column and the id in the push-form body), as client_it_abbrev.c does. */
-static void retarget(const char *dbfile, const unsigned char from[16], const unsigned char to[16])
-{
-    sqlite3 *db;
-    CHECK_INT(sqlite3_open(dbfile, &db), ==, SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *q, *u;
-    CHECK_INT(sqlite3_prepare_v2(db, "SELECT id, body FROM dev_outbox WHERE record = ?1 AND "
-                                     "dseq IS NULL",
-                                 -1, &q, NULL),
-              ==, SQLITE_OK);
-    CHECK_INT(sqlite3_prepare_v2(db, "UPDATE dev_outbox SET record = ?1, body = ?2 WHERE id = ?3",
-                                 -1, &u, NULL),
-              ==, SQLITE_OK);
-    sqlite3_bind_blob(q, 1, from, 16, SQLITE_STATIC);
-    int n = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        int len = sqlite3_column_bytes(q, 1);
-        unsigned char body[4096];
-        CHECK(len > 20 && len <= (int)sizeof body);
-        memcpy(body, sqlite3_column_blob(q, 1), (size_t)len);
-        CHECK_INT(body[2], ==, 0xc4);
-        CHECK_INT(body[3], ==, 16);
-        CHECK(!memcmp(body + 4, from, 16));
-        memcpy(body + 4, to, 16);
-        sqlite3_reset(u);
-        sqlite3_bind_blob(u, 1, to, 16, SQLITE_STATIC);
-        sqlite3_bind_blob(u, 2, body, len, SQLITE_STATIC);
-        sqlite3_bind_int64(u, 3, sqlite3_column_int64(q, 0));
-        CHECK_INT(sqlite3_step(u), ==, SQLITE_DONE);
-        n++;
-    }
-    CHECK_INT(n, ==, 1);
-    sqlite3_finalize(q);
-    sqlite3_finalize(u);
-    CHECK_INT(sqlite3_close(db), ==, SQLITE_OK);
-}
-
-static void set_grade(fieldsync_db *db, const char *id, int64_t grade)
-{
-    fieldsync_record *r;
-    CHECK_OK(fieldsync_record_load(db, id, &r));
-    CHECK_OK(fieldsync_set_int(r, "grade", grade));
-    CHECK_OK(fieldsync_record_save(r));
-    fieldsync_record_free(r);
-}
-
 /* n children in V1 on db, with a visit for every other one: changes made. */
 static int backlog(fieldsync_db *db, const char *tag, int n)
 {
@@ -405,18 +339,18 @@ int main(void)
     CHECK_INT(sync_px(c, &r), ==, 0); /* c now holds x confirmed: its edits abbreviate */
     it_child(b, "李小明", "V1", y); /* y made to share x's first 9 bytes before it is sent */
     unsigned char xb[16], yb[16], nb[16];
-    id_bytes(x, xb);
-    id_bytes(y, yb);
+    it_id_bytes(x, xb);
+    it_id_bytes(y, yb);
     memcpy(nb, xb, 9);
     memcpy(nb + 9, yb + 9, 7);
     if (!memcmp(nb, xb, 16))
         nb[15] ^= 0x01;
     char bpath[256];
     it_dbpath(&s, "b", bpath, sizeof bpath);
-    retarget(bpath, yb, nb);
+    it_retarget_pending(bpath, yb, nb);
     r = it_sync(b);
     CHECK_INT(r.accepted, ==, 1);
-    set_grade(c, x, 4); /* numbered first: the head of the first push */
+    it_set_grade(c, x, 4); /* numbered first: the head of the first push */
     int more = backlog(c, "丙", 30); /* 45: 3 in the first push, 10 in the second, ... */
     int ctotal = 1 + more;
     proxy_reset(&px);

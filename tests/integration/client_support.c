@@ -206,6 +206,70 @@ void it_hex_id(const char *id, char *hex)
     hex[k] = '\0';
 }
 
+static int it_hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+void it_id_bytes(const char *text, unsigned char out[16])
+{
+    int k = 0;
+    for (const char *p = text; *p && k < 32; p++) {
+        if (*p == '-')
+            continue;
+        if (k % 2 == 0)
+            out[k / 2] = (unsigned char)(it_hexval(*p) << 4);
+        else
+            out[k / 2] |= (unsigned char)it_hexval(*p);
+        k++;
+    }
+    CHECK_INT(k, ==, 32);
+}
+
+void it_retarget_pending(const char *dbfile, const unsigned char from[16],
+                         const unsigned char to[16])
+{
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open(dbfile, &db), ==, SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *q, *u;
+    CHECK_INT(sqlite3_prepare_v2(db, "SELECT id, body FROM dev_outbox WHERE record = ?1 AND "
+                                     "dseq IS NULL",
+                                 -1, &q, NULL),
+              ==, SQLITE_OK);
+    CHECK_INT(sqlite3_prepare_v2(db, "UPDATE dev_outbox SET record = ?1, body = ?2 WHERE id = ?3",
+                                 -1, &u, NULL),
+              ==, SQLITE_OK);
+    sqlite3_bind_blob(q, 1, from, 16, SQLITE_STATIC);
+    int n = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int len = sqlite3_column_bytes(q, 1);
+        unsigned char body[4096];
+        CHECK(len > 20 && len <= (int)sizeof body);
+        memcpy(body, sqlite3_column_blob(q, 1), (size_t)len);
+        CHECK_INT(body[2], ==, 0xc4);
+        CHECK_INT(body[3], ==, 16);
+        CHECK(!memcmp(body + 4, from, 16));
+        memcpy(body + 4, to, 16);
+        sqlite3_reset(u);
+        sqlite3_bind_blob(u, 1, to, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(u, 2, body, len, SQLITE_STATIC);
+        sqlite3_bind_int64(u, 3, sqlite3_column_int64(q, 0));
+        CHECK_INT(sqlite3_step(u), ==, SQLITE_DONE);
+        n++;
+    }
+    CHECK_INT(n, ==, 1);
+    sqlite3_finalize(q);
+    sqlite3_finalize(u);
+    CHECK_INT(sqlite3_close(db), ==, SQLITE_OK);
+}
+
+void it_set_grade(fieldsync_db *db, const char *id, int64_t grade)
+{
+    fieldsync_record *r;
+    CHECK_OK(fieldsync_record_load(db, id, &r));
+    CHECK_OK(fieldsync_set_int(r, "grade", grade));
+    CHECK_OK(fieldsync_record_save(r));
+    fieldsync_record_free(r);
+}
+
 void it_device_hex(fieldsync_db *db, char *hex)
 {
     fieldsync_identity id;

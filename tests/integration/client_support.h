@@ -71,6 +71,15 @@ void it_dbpath(srv *s, const char *name, char *out, size_t cap);
  * (33 bytes); it_hex_id does the same for id text. */
 void it_device_hex(fieldsync_db *db, char *hex);
 void it_hex_id(const char *id, char *hex);
+/* Record id text (8-4-4-4-12) to its 16 bytes. */
+void it_id_bytes(const char *text, unsigned char out[16]);
+/* Rewrites the one pending (never sent) change of record `from` in replica file dbfile to
+ * record `to`: the outbox's record column and the id in the push-form body ([array6][type]
+ * [c4 10][16 bytes]...). Aborts unless exactly one such change is there. */
+void it_retarget_pending(const char *dbfile, const unsigned char from[16],
+                         const unsigned char to[16]);
+/* Loads child record id on db, sets its grade and saves it. */
+void it_set_grade(fieldsync_db *db, const char *id, int64_t grade);
 
 /* Saves a child (name, village) on db; its id text into id (40 bytes), unless NULL. */
 void it_child(fieldsync_db *db, const char *name, const char *village, char *id);
