@@ -8,10 +8,11 @@
  * children (fakedata_child_edit: school in Chinese, grade, guardian type, category, status,
  * hardship/disability/drop-out flags) in pushes of B changes (the protocol's max_batch,
  * 1,000), two in flight, both full (a bulk loader's choice; see run_once), frames compressed
- * with dictionary 1 as the SDK sends them (--raw: uncompressed). The clock runs from the first push's send to
- * the last push_result: it covers framing and compression on the device, the loopback,
- * decompression, decoding and validation, the scope check, store_apply_batch with its
- * COMMIT, and the results going back. Everything must be ACCEPTED or the run fails.
+ * with dictionary 1 as the SDK sends them (--raw: uncompressed). The clock runs from the
+ * first push's send to the last push_result: it covers framing and compression on the
+ * device, the loopback, decompression, decoding and validation, the scope check,
+ * store_apply_batch with its COMMIT, and the results going back. Everything must be
+ * ACCEPTED or the run fails.
  *
  * The physical reference: the full-form bodies the server's log stores for these edits (same
  * author, device, role), inserted into a fresh SQLite file in the same folder with the

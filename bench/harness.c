@@ -772,8 +772,9 @@ static void send_hello(bh_dev *d)
 
 /* Fills the push window: up to push_window pushes in flight (protocol §5), each the backlog
  * entries after those already sent, together at most one batch (max_batch, max_batch_bytes:
- * with a window of 2, each push after the first is half a batch, as the SDK's); with nothing in flight and nothing left, the backlog is
- * pushed (BH_EV_PUSHED). The benchmarks' devices use full record ids and consecutive dseqs,
+ * with a window of 2, each push after the first is half a batch, as the SDK's) unless
+ * full_pushes; with nothing in flight and nothing left, the backlog is pushed
+ * (BH_EV_PUSHED). The benchmarks' devices use full record ids and consecutive dseqs,
  * so nothing is ever left unconsumed: a refusal is counted, not resent. */
 static void push_next(bh_dev *d)
 {

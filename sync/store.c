@@ -1548,11 +1548,11 @@ typedef enum apply_how {
     HOW_RECOVER  /* a logged change whose state was lost from the cache: merge only */
 } apply_how;
 
-/* Upserts c's record row, which was `before` (rec_lookup). scope_moved: its scope changes, so the records that take their
- * scope from it (records.parent, at any depth) follow; none can exist when
- * no_descendants (a record new to the authority: a change naming a scope_from parent the
- * authority does not hold is refused, so no row can point at a record before it exists).
- * The record cache is dropped only when rows of other records moved. */
+/* Upserts c's record row, which was `before` (rec_lookup). scope_moved: its scope changes,
+ * so the records that take their scope from it (records.parent, at any depth) follow; none
+ * can exist when no_descendants (a record new to the authority: a change naming a
+ * scope_from parent the authority does not hold is refused, so no row can point at a record
+ * before it exists). The record cache is dropped only when rows of other records moved. */
 static int write_record(store *st, const change *c, const rec_info *before, bool has_scope,
                         const char *scope, const rid_t *parent, bool scope_moved,
                         bool no_descendants)
