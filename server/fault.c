@@ -27,6 +27,11 @@
  *
  *   park_hold:MS       no kill: every parked message (session.c) waits MS milliseconds
  *                      before it runs, as on a saturated market day (server.parked)
+ *   sync_hold:MS       no kill: each sync of a push group's COMMIT (durable.c) waits MS
+ *                      milliseconds, then logs "fault injection: sync of commit N returned"
+ *                      (server.durable: nothing the commit produced leaves before that line)
+ *   sync_fail          no kill: the first sync of a push group's COMMIT fails as if
+ *                      fdatasync had (EIO): the held sessions get INTERNAL, the server stops
  *
  * The group points count pushes through a commit hook on the store's connection
  * (sqlite3_commit_hook, installed at the first push), so they see the COMMIT that really
@@ -74,6 +79,8 @@ static const char *const point_names[] = {
     [FAULT_GROUP_COMMIT_FAIL] = "group_commit_fail",
     [FAULT_GROUP_DISK_FULL] = "group_disk_full",
     [FAULT_PARK_HOLD] = "park_hold",
+    [FAULT_SYNC_HOLD] = "sync_hold",
+    [FAULT_SYNC_FAIL] = "sync_fail",
 };
 
 static bool group_point(fault_point p)
@@ -89,7 +96,7 @@ int fault_init(void)
         return 0;
     const char *colon = strchr(v, ':');
     size_t n = colon ? (size_t)(colon - v) : strlen(v);
-    for (int p = FAULT_PUSH_BEFORE_TX; p <= FAULT_PARK_HOLD; p++)
+    for (int p = FAULT_PUSH_BEFORE_TX; p <= FAULT_SYNC_FAIL; p++)
         if (strlen(point_names[p]) == n && !strncmp(v, point_names[p], n))
             armed = (fault_point)p;
     char *end = NULL;
@@ -97,8 +104,9 @@ int fault_init(void)
     if (armed == FAULT_NONE || at < 1 || (colon && (end == colon + 1 || *end))) {
         srv_log(SLOG_ERROR,
                 "FIELDSYNC_FAULT='%s': want push_before_tx, push_in_tx, push_after_commit, "
-                "push_after_send, group_commit_kill, group_commit_fail or group_disk_full, "
-                "optionally followed by :N (the Nth push; for group_*: pushes in a group)",
+                "push_after_send, group_commit_kill, group_commit_fail, group_disk_full, "
+                "park_hold, sync_hold or sync_fail, optionally followed by :N (the Nth push; "
+                "for group_*: pushes in a group; for *_hold: milliseconds)",
                 v);
         armed = FAULT_NONE;
         return -1;
@@ -107,6 +115,12 @@ int fault_init(void)
     if (armed == FAULT_PARK_HOLD) /* session.c: parked messages wait N ms (no kill) */
         srv_log(SLOG_WARN, "fault injection armed (tests only): parked messages wait %u ms",
                 armed_push);
+    else if (armed == FAULT_SYNC_HOLD)
+        srv_log(SLOG_WARN, "fault injection armed (tests only): push-group syncs wait %u ms",
+                armed_push);
+    else if (armed == FAULT_SYNC_FAIL)
+        srv_log(SLOG_WARN, "fault injection armed (tests only): the first push-group sync "
+                           "fails");
     else if (group_point(armed))
         srv_log(SLOG_WARN, "fault injection armed (tests only): %s at a group of %u pushes",
                 point_names[armed], armed_push);
@@ -119,6 +133,20 @@ int fault_init(void)
 unsigned fault_park_hold_ms(void)
 {
     return armed == FAULT_PARK_HOLD ? armed_push : 0;
+}
+
+unsigned fault_sync_hold_ms(void)
+{
+    return armed == FAULT_SYNC_HOLD ? armed_push : 0;
+}
+
+bool fault_sync_fail(void)
+{
+    static bool fired;
+    if (armed != FAULT_SYNC_FAIL || fired)
+        return false;
+    fired = true;
+    return true;
 }
 
 bool fault_armed(fault_point p)

@@ -133,14 +133,29 @@ static bool fanout_wanted(const server *srv)
     return srv->subscribers || srv->live || srv->lt;
 }
 
+/* The authorize callback of a push: scope_authorize (or the fault point's wrapper). It runs
+ * once per change inside the apply, so every 64 changes it also releases what the sync
+ * thread has synced meanwhile (durable_poll: an atomic load, then the writes): the previous
+ * group's push_results and events leave ~1 ms after its COMMIT, while this push is applied,
+ * not after it (a bulk device that waits for a result before its next push would otherwise
+ * leave the service thread idle once per push, and a live event would wait a whole slice). */
+static int push_authorize(void *ctx, const change *c, const char *scope_before,
+                          const char *scope_after, fs_error *e)
+{
+    session *s = ctx;
+    if ((++s->srv->authorized & 63) == 0)
+        durable_poll(s->srv);
+    return fault_armed(FAULT_PUSH_IN_TX) ? fault_authorize(ctx, c, scope_before, scope_after, e)
+                                         : scope_authorize(ctx, c, scope_before, scope_after, e);
+}
+
 /* Applies the n changes of srv->batch in one transaction; items that did not decode go in
  * as apply_raw refusals; push_visible refuses, first, changes to records outside the user's
  * scope. Returns 0 or the store's error (e filled). */
 static int apply_items(session *s, push_item *items, uint32_t n, fs_error *e)
 {
     server *srv = s->srv;
-    apply_opts opts = {.authorize = fault_armed(FAULT_PUSH_IN_TX) ? fault_authorize
-                                                                   : scope_authorize,
+    apply_opts opts = {.authorize = push_authorize,
                        .on_commit = fanout_wanted(srv) ? subscribe_fanout : NULL,
                        .visible = push_visible, .ctx = s};
     apply_raw *raw = NULL;
@@ -267,7 +282,14 @@ int handle_push(session *s, mpr *r, uint32_t count)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     bool group = srv->in_slice;
-    rc = group && !store_in_group(srv->store) ? store_group_begin(srv->store, &e) : 0;
+    if (group && !store_in_group(srv->store)) {
+        durable_group_open(srv); /* its COMMIT will not wait for the disk (durable.c) */
+        rc = store_group_begin(srv->store, &e);
+        if (rc)
+            durable_commit_end(srv);
+    } else {
+        rc = 0;
+    }
     if (!rc)
         rc = apply_items(s, items, n, &e);
     metrics_apply_observe(&srv->m, seconds_since(&t0));
@@ -318,10 +340,12 @@ void push_group_end(server *srv)
     if (!store_in_group(srv->store))
         return;
     fs_error e = {0};
+    durable_commit_begin(srv); /* what this COMMIT produces waits for its sync */
     /* from SRV_FLUSH_THRESHOLD unwritten field states on, this COMMIT also writes one chunk
      * of them (SRV_FLUSH_CHUNK, more if the backlog grows), until half are left: the cache
      * drains a little per slice instead of in one stall (store_set_flush_chunk) */
     int rc = store_group_commit(srv->store, fanout_wanted(srv) ? server_fanout : NULL, srv, &e);
+    durable_commit_end(srv); /* synchronous=FULL again; the sync thread takes it from here */
     if (rc)
         srv_log(SLOG_ERROR, "group of %zu pushes not stored: %s", srv->n_done, e.msg);
     for (size_t i = 0; i < srv->n_done; i++) {

@@ -75,8 +75,9 @@ static const char *sync_readback(sqlite3 *db)
  * thread has copied all but a tail of at most CKPT_TAIL pages, the service thread copies
  * the tail itself at the start of its next work slice (server_checkpoint_tail: a few pages
  * and one sync, before the slice's BEGIN), and that BEGIN restarts the log.
- * Durability is unchanged: every COMMIT is synced (synchronous=FULL) by the service thread
- * before anything is acknowledged; a checkpoint only moves committed pages. If the thread
+ * Durability is unchanged: every COMMIT is synced before anything it produced leaves the
+ * server (synchronous=FULL on the service thread, or a push group's by the sync thread of
+ * durable.c); a checkpoint only moves committed pages. If the thread
  * cannot start, the store's connection keeps SQLite's automatic checkpoints. */
 #define CKPT_PAGES 1000 /* SQLite's own autocheckpoint threshold */
 #define CKPT_TAIL 256   /* pages the service thread copies itself to restart the log */
@@ -232,7 +233,8 @@ static void usage(FILE *f)
             "                        smaller keeps live latency low, 0 writes them all at\n"
             "                        once (least CPU, but one commit then takes ~0.2-0.5 s)  [%d]\n"
             "  --sync full|normal    full: every push is synced to disk before it is\n"
-            "                        acknowledged (one fsync per push; survives power loss);\n"
+            "                        acknowledged (one fsync per work slice, on a thread of\n"
+            "                        its own; survives power loss);\n"
             "                        normal: faster, but the last acknowledged pushes may be\n"
             "                        lost on power failure  [full]\n"
             "  --log-level LEVEL     error, warning, info or debug  [info]\n"
@@ -636,6 +638,7 @@ static void server_close(server *srv)
 {
     if (srv->ctx)
         lws_context_destroy(srv->ctx); /* closes what is left: CLOSED for each session */
+    durable_stop(srv);
     ckpt_stop(srv);
     sqlite3_finalize(srv->dv_stmt);
     sqlite3_finalize(srv->parent_stmt);
@@ -687,6 +690,8 @@ int main(int argc, char **argv)
         server_close(&srv);
         return SRV_EXIT_NET;
     }
+    if (g_store_sync == STORE_SYNC_FULL)
+        durable_start(&srv); /* push groups synced by a thread of their own (durable.c) */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal; /* no SA_RESTART: the signal interrupts poll() */
@@ -708,7 +713,7 @@ int main(int argc, char **argv)
     lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, LWS_US_PER_SEC);
 
     loop_trace_init(&srv);
-    while (!g_stop) {
+    while (!g_stop && !srv.fatal) {
         int64_t t0 = srv.lt ? lws_now_usecs() : 0;
         if (lws_service(srv.ctx, 0) < 0)
             break;
@@ -733,5 +738,5 @@ int main(int argc, char **argv)
     g_ctx = NULL;
     server_close(&srv);
     srv_log(SLOG_INFO, "stopped");
-    return SRV_EXIT_OK;
+    return srv.fatal ? SRV_EXIT_STORE : SRV_EXIT_OK;
 }

@@ -267,6 +267,7 @@ typedef struct txframe {
     struct txframe *next;
     size_t len;                /* frame bytes after the LWS_PRE headroom */
     bool ledger;               /* counts against the ledger queue bound */
+    uint64_t gen;              /* held until this push-group commit is synced (durable.c) */
     uint8_t data[];            /* LWS_PRE + len bytes */
 } txframe;
 
@@ -304,6 +305,8 @@ struct session {
     session *park_next;        /* srv->park_head[park_lane], in arrival order */
     session *out_next;         /* srv->out_head: frames queued during this work slice */
     bool on_out;               /* on that list */
+    session *held_next;        /* srv->held_head: frames wait for a sync (durable.c) */
+    bool on_held;              /* on that list */
     unsigned park_lane;        /* PARK_INTERACTIVE or PARK_BULK */
     int64_t park_at;           /* srv_mono_ms() when it was parked */
     int close_code;            /* WebSocket close status once the queue drained */
@@ -407,6 +410,14 @@ struct server {
     hello_fail dev_fails[SRV_HELLO_FAIL_SLOTS]; /* by device id: wrong tokens for a device */
     struct loop_trace *lt;     /* FIELDSYNC_LOOP_TRACE: per-pass timings (main.c); or NULL */
     bool ckpt_tail;            /* the checkpoint thread left a short tail (main.c) */
+    /* durable.c: push groups commit without syncing; their frames wait for the sync */
+    bool dur_on;               /* the sync thread runs */
+    bool dur_group;            /* the open push group commits with synchronous=NORMAL */
+    uint64_t dur_gen;          /* push-group commits so far */
+    uint64_t dur_done;         /* ... of which synced: frames with gen above it are held */
+    session *held_head;        /* sessions whose queue holds frames above dur_done */
+    bool fatal;                /* a sync failed: the main loop stops the server */
+    unsigned authorized;       /* changes authorized (handle_push.c polls the sync thread) */
 };
 
 /* Per-pass timings of the service loop (FIELDSYNC_LOOP_TRACE=FILE, main.c): what one pass
@@ -447,6 +458,23 @@ void sessions_shutdown(server *srv);
 void server_checkpoint_tail(server *srv);
 /* The tick's per-session work: idle timeout, stuck closings, revoked devices. */
 void sessions_tick(server *srv, bool admin_changed);
+
+/* durable.c: a push group's COMMIT synced by a thread of its own; what it produced is held
+ * (txframe.gen) until the sync returned. All on the service thread. */
+int durable_start(server *srv);        /* 0, or -1: groups keep synchronous=FULL */
+void durable_stop(server *srv);        /* after the last sync asked for */
+void durable_group_open(server *srv);  /* before a push group's BEGIN */
+void durable_commit_begin(server *srv); /* just before its COMMIT: a new generation */
+void durable_commit_end(server *srv);  /* after it (or its failure): the thread syncs */
+uint64_t durable_tag(const server *srv); /* the gen for a frame queued now (0: not held) */
+void durable_poll(server *srv);        /* releases what the thread has synced */
+void durable_wait_all(server *srv);    /* blocks until every commit is synced (shutdown) */
+/* session.c / web_live.c: write what is no longer held; drop what is (the sync failed:
+ * sessions get INTERNAL, which closes; live pages are closed). */
+void session_release_held(server *srv);
+void session_drop_held(server *srv);
+void live_release_held(server *srv);
+void live_drop_held(server *srv);
 
 /* Handlers: r is positioned after the message type, count is the array length. They return
  * 0, or -1 after queueing an error that closes the session. */
@@ -520,7 +548,9 @@ typedef enum fault_point {
     FAULT_GROUP_COMMIT_KILL, /* the COMMIT of a group of >= N pushes: kill -9 */
     FAULT_GROUP_COMMIT_FAIL, /* ... that COMMIT fails (rolled back) */
     FAULT_GROUP_DISK_FULL,   /* from the Nth push of a group to its end: the store cannot grow */
-    FAULT_PARK_HOLD          /* no kill: every parked message waits N ms before it runs */
+    FAULT_PARK_HOLD,         /* no kill: every parked message waits N ms before it runs */
+    FAULT_SYNC_HOLD,         /* no kill: each sync of a push group waits N ms (durable.c) */
+    FAULT_SYNC_FAIL          /* no kill: the first sync of a push group fails (durable.c) */
 } fault_point;
 
 int fault_init(void);                  /* reads FIELDSYNC_FAULT; -1 if it is malformed */
@@ -531,6 +561,9 @@ void fault_push_at(fault_point p);     /* kills when p is armed for this push */
 void fault_push_sent(session *s);      /* the push_result was just queued on s */
 void fault_frame_written(const txframe *f); /* session.c: f was just written */
 unsigned fault_park_hold_ms(void);     /* park_hold:N armed: N, else 0 (session.c) */
+/* The sync thread's points (durable.c; safe from that thread: read-only after fault_init) */
+unsigned fault_sync_hold_ms(void);     /* sync_hold:N armed: N, else 0 */
+bool fault_sync_fail(void);            /* sync_fail armed: true once */
 /* store_authorize_fn: scope_authorize, killing first at push_in_tx when armed */
 int fault_authorize(void *ctx, const change *c, const char *scope_before,
                     const char *scope_after, fs_error *e);

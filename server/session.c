@@ -91,6 +91,7 @@ static int queue_body(session *s, const void *body, size_t len, bool ledger, boo
     f->next = NULL;
     f->len = flen;
     f->ledger = ledger;
+    f->gen = durable_tag(srv); /* after a push group's COMMIT: held until it is synced */
     memcpy(f->data + LWS_PRE, frame, flen);
     if (s->q_tail)
         s->q_tail->next = f;
@@ -104,7 +105,13 @@ static int queue_body(session *s, const void *body, size_t len, bool ledger, boo
         s->rx_paused = true;
         rx_flow_update(s);
     }
-    lws_callback_on_writable(s->wsi);
+    if (f->gen && !s->on_held) { /* written by session_release_held */
+        s->on_held = true;
+        s->held_next = srv->held_head;
+        srv->held_head = s;
+    }
+    if (!f->gen || f != s->q_head)
+        lws_callback_on_writable(s->wsi);
     if (srv->in_slice && !s->on_out) { /* written when the slice's COMMIT is done */
         s->on_out = true;
         s->out_next = srv->out_head;
@@ -410,6 +417,7 @@ static void park_run(session *s)
         session_dispatch(s, body, blen);
     free(body);
     rx_flow_update(s);
+    durable_poll(s->srv); /* frames of the previous group's COMMIT, once it is synced */
 }
 
 /* Tests (FIELDSYNC_FAULT=park_hold:MS): true when s's message has waited MS; otherwise
@@ -628,6 +636,12 @@ static void session_gone(server *srv, session *s)
             s->on_out = false;
             break;
         }
+    for (session **pp = &srv->held_head; s->on_held && *pp; pp = &(*pp)->held_next)
+        if (*pp == s) {
+            *pp = s->held_next;
+            s->on_held = false;
+            break;
+        }
     queue_clear(s);
     free(s->rx);
     if (s->user.id) /* it had said hello: supervisors' device views change (online, refused) */
@@ -689,6 +703,8 @@ static int write_frames(session *s, bool first_free)
 {
     txframe *f = s->q_head;
     for (int k = 0; f && k < SRV_WRITES_PER_CALLBACK; k++, f = s->q_head) {
+        if (f->gen > s->srv->dur_done)
+            break; /* its push group is not synced yet (durable.c) */
         if ((k || !first_free) && lws_send_pipe_choked(s->wsi))
             break;
         int n = lws_write(s->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_BINARY);
@@ -733,6 +749,8 @@ static void write_slice_frames(server *srv)
 static int session_writeable(session *s)
 {
     txframe *f = s->q_head;
+    if (f && f->gen > s->srv->dur_done)
+        return 0; /* session_release_held asks again once it is synced */
     if (!f) {
         if (s->state == SS_CLOSING) {
             char reason[32];
@@ -749,9 +767,56 @@ static int session_writeable(session *s)
      * WRITEABLE per pass, and a subscriber gets many events per pass. */
     if (write_frames(s, true) < 0)
         return -1;
-    if (s->q_head || s->state == SS_CLOSING)
+    if ((s->q_head && s->q_head->gen <= s->srv->dur_done) ||
+        (!s->q_head && s->state == SS_CLOSING))
         lws_callback_on_writable(s->wsi);
     return 0;
+}
+
+/* The sync thread has synced up to srv->dur_done: what the sessions on srv->held_head hold
+ * up to it goes out now, as after a COMMIT (write_slice_frames); a session that still holds
+ * later frames stays on the list. */
+void session_release_held(server *srv)
+{
+    session *s = srv->held_head, *keep = NULL;
+    srv->held_head = NULL;
+    while (s) {
+        session *next = s->held_next;
+        s->held_next = NULL;
+        s->on_held = false;
+        if (s->q_head && s->q_head->gen <= srv->dur_done) {
+            if (s->state != SS_CLOSING && write_frames(s, false) < 0)
+                lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            else if (s->q_head || s->state == SS_CLOSING)
+                lws_callback_on_writable(s->wsi);
+        }
+        if (s->q_tail && s->q_tail->gen > srv->dur_done) { /* frames are in gen order */
+            s->on_held = true;
+            s->held_next = keep;
+            keep = s;
+        }
+        s = next;
+    }
+    srv->held_head = keep;
+}
+
+/* The sync failed (durable.c): nothing held may leave. Each session that holds frames loses
+ * its whole queue (a push_result among them must not arrive) and gets INTERNAL, which
+ * closes it: its device sends again what it has no result for. */
+void session_drop_held(server *srv)
+{
+    session *s = srv->held_head;
+    srv->held_head = NULL;
+    while (s) {
+        session *next = s->held_next;
+        s->held_next = NULL;
+        s->on_held = false;
+        queue_clear(s);
+        session_error(s, WERR_INTERNAL, true,
+                      "the server could not make its store durable (fdatasync failed): "
+                      "nothing since your last result was acknowledged; send it again later");
+        s = next;
+    }
 }
 
 int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -794,6 +859,9 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         break;
     case LWS_CALLBACK_CLOSED:
         session_gone(srv, s);
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: /* the sync thread has synced (durable.c) */
+        durable_poll(srv);
         break;
     default:
         break;

@@ -78,6 +78,7 @@ static void queue_text(live_conn *c, const char *text, size_t len)
     f->next = NULL;
     f->len = len;
     f->ledger = true;
+    f->gen = durable_tag(c->srv); /* a change event waits for its group's sync (durable.c) */
     memcpy(f->data + LWS_PRE, text, len);
     if (c->q_tail)
         c->q_tail->next = f;
@@ -85,7 +86,8 @@ static void queue_text(live_conn *c, const char *text, size_t len)
         c->q_head = f;
     c->q_tail = f;
     c->q_n++;
-    lws_callback_on_writable(c->wsi);
+    if (!f->gen || f != c->q_head)
+        lws_callback_on_writable(c->wsi); /* else live_release_held asks */
 }
 
 static void live_close(live_conn *c, int code)
@@ -290,6 +292,8 @@ static void live_gone(server *srv, live_conn *c)
 static int live_writeable(live_conn *c)
 {
     txframe *f = c->q_head;
+    if (f && f->gen > c->srv->dur_done)
+        return 0; /* live_release_held asks again once it is synced */
     if (!f) {
         if (c->close_code) {
             static const char why[] = "session ended";
@@ -303,7 +307,7 @@ static int live_writeable(live_conn *c)
     }
     /* several frames while the socket takes them: the rule of session.c's header */
     for (int k = 0; f && k < SRV_WRITES_PER_CALLBACK; k++, f = c->q_head) {
-        if (k && lws_send_pipe_choked(c->wsi))
+        if (f->gen > c->srv->dur_done || (k && lws_send_pipe_choked(c->wsi)))
             break;
         int n = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
         if (n < 0)
@@ -314,9 +318,28 @@ static int live_writeable(live_conn *c)
         c->q_n--;
         free(f);
     }
-    if (c->q_head || c->close_code)
+    if ((c->q_head && c->q_head->gen <= c->srv->dur_done) || (!c->q_head && c->close_code))
         lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+/* durable.c: a sync returned; pages whose next event it released are asked to write. */
+void live_release_held(server *srv)
+{
+    for (live_conn *x = srv->live; x; x = x->next)
+        if (x->q_head && x->q_head->gen && x->q_head->gen <= srv->dur_done)
+            lws_callback_on_writable(x->wsi);
+}
+
+/* durable.c: the sync failed; events of changes that may be lost are dropped (the page
+ * refetches what it shows when it reconnects: the server is stopping). */
+void live_drop_held(server *srv)
+{
+    for (live_conn *x = srv->live; x; x = x->next)
+        if (x->q_tail && x->q_tail->gen) {
+            queue_clear(x);
+            live_close(x, LIVE_CLOSE_SHUTDOWN);
+        }
 }
 
 int live_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

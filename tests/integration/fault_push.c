@@ -102,9 +102,10 @@ static void run(const char *point, int at)
     printf("%s:%d: server holds %lld of A's %d changes, A has %lld pending (%s)\n", point, at,
            on_server, A_TOTAL, (long long)id.pending, res.message);
     CHECK_INT(on_server, ==, committed + (after_commit ? batch : 0));
-    /* A deleted from its outbox at most what the server acknowledged */
+    /* A deleted from its outbox at most what the server acknowledged. It may have deleted
+     * less than was committed: a push_result waits for its group's sync (server/durable.c),
+     * which the kill can overtake; those changes come back as duplicates (checked below) */
     CHECK_INT(A_TOTAL - id.pending, <=, on_server);
-    CHECK_INT(A_TOTAL - id.pending, >=, committed);
     CHECK_INT(id.refused, ==, 0);
 
     /* restart without the fault; A finishes, B pulls, A pulls B's child */

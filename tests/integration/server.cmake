@@ -17,7 +17,7 @@ if(TARGET fieldsyncd)
                                                  ${CMAKE_CURRENT_SOURCE_DIR})
   add_dependencies(server_test fieldsyncd)
   set(FS_SERVER_CASES auth sync resume scope conflict review ledger malformed shutdown http
-                      idle admin_data versions busy parked abbrev pipeline)
+                      idle admin_data versions busy parked abbrev pipeline durable)
   foreach(case ${FS_SERVER_CASES})
     add_test(NAME server.${case}
              COMMAND server_test --bin $<TARGET_FILE:fieldsyncd> ${case})

@@ -89,6 +89,14 @@ static void world_done(world *w)
     tenv_done(&w->t);
 }
 
+/* Starts w's daemon with the fault point FIELDSYNC_FAULT=fault armed (server/fault.c). */
+static void daemon_start_fault(world *w, const char *fault)
+{
+    setenv("FIELDSYNC_FAULT", fault, 1);
+    daemon_start(&w->t, &w->d, NULL);
+    unsetenv("FIELDSYNC_FAULT");
+}
+
 static void open_ok(fsc *c, world *w, const enrolled *dev)
 {
     int rc = fsc_open(c, &w->t, w->d.port, dev, (uint32_t)w->t.s->version, 0);
@@ -1836,9 +1844,7 @@ static void test_pipeline(int argc, char **argv)
 {
     world w;
     world_init(&w, argc, argv, false);
-    setenv("FIELDSYNC_FAULT", "park_hold:300", 1);
-    daemon_start(&w.t, &w.d, NULL);
-    unsetenv("FIELDSYNC_FAULT");
+    daemon_start_fault(&w, "park_hold:300");
     const schema *s = w.t.s;
     fsc a, b;
     open_ok(&a, &w, &w.ana);
@@ -1952,13 +1958,95 @@ static void test_pipeline(int argc, char **argv)
     world_done(&w);
 }
 
+/* Whether the daemon's log has a line containing text. */
+static bool log_has(const daemon_proc *d, const char *text)
+{
+    FILE *f = fopen(d->log, "r");
+    CHECK(f != NULL);
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* A push group's COMMIT does not wait for the disk: a thread of its own syncs the WAL
+ * (server/durable.c), and nothing the COMMIT produced may leave the server before that sync
+ * returned (invariant 1): not the push_result, not a subscriber's ledger event, not another
+ * device's pull answer that holds the change. The fault point sync_hold delays each sync by
+ * 1.5 s, then logs "sync of commit N returned": when each of those messages arrives, the
+ * line must be in the log already (without the barrier they come ~1.5 s before it). Then
+ * sync_fail: the first sync fails; the pushing device gets INTERNAL and no push_result, the
+ * server stops (status 3: the store), and after a restart the change, committed but never
+ * acknowledged, is re-sent and answered duplicate, logged once. */
+static void test_durable(int argc, char **argv)
+{
+    static const char synced[] = "fault injection: sync of commit";
+    world w;
+    world_init(&w, argc, argv, false);
+    daemon_start_fault(&w, "sync_hold:1500");
+    const schema *s = w.t.s;
+    fsc a, b, sue;
+    open_ok(&a, &w, &w.ana);
+    open_ok(&b, &w, &w.bo);
+    open_ok(&sue, &w, &w.sue);
+    subscribe(&sue, "");
+    fsc_ping(&sue, 1); /* in effect once the pong comes */
+    CHECK(!log_has(&w.d, synced)); /* no push group yet */
+    rid_t id;
+    new_id(&id);
+    change ch;
+    mk_child(&ch, s, &id, "稳", "V1", 1);
+    push_send(&a, 1, &ch, 1);
+    /* committed (another connection sees it) long before the sync returns */
+    for (int i = 0; i < 500 && log_rows(&w, &w.ana, false) == 0; i++)
+        usleep(2000);
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, 1);
+    CHECK(!log_has(&w.d, synced));
+    tpull pl;
+    CHECK_OK(fsc_pull(&b, 0, 100, &pl)); /* answered only once the change is durable */
+    CHECK(log_has(&w.d, synced));
+    CHECK_INT(pl.n, ==, 1);
+    CHECK_INT(rid_cmp(&pl.ch[0].record, &id), ==, 0);
+    tpull_free(&pl);
+    tres res;
+    push_expect(&a, 1, &res, 1);
+    CHECK(log_has(&w.d, synced));
+    CHECK_RES(res, 0, 0);
+    expect_ledger(&sue, &id, "V1", s);
+    fsc_close(&a);
+    fsc_close(&b);
+    fsc_close(&sue);
+    CHECK_INT(daemon_stop(&w.d, SIGTERM), ==, 0);
+
+    /* the sync fails */
+    daemon_start_fault(&w, "sync_fail");
+    open_ok(&a, &w, &w.ana);
+    rid_t id2;
+    new_id(&id2);
+    mk_child(&ch, s, &id2, "败", "V1", 2);
+    push_send(&a, 2, &ch, 1);
+    fsc_expect_error(&a, WERR_INTERNAL, true); /* and no push_result before it */
+    fsc_close(&a);
+    CHECK_INT(daemon_stop(&w.d, SIGTERM), ==, 3); /* SRV_EXIT_STORE */
+    CHECK(log_has(&w.d, "fdatasync of the store's WAL failed"));
+    daemon_start(&w.t, &w.d, NULL);
+    open_ok(&a, &w, &w.ana);
+    rawws_push_ok(&a, &ch, 1, &res);
+    CHECK_RES(res, 1, 0); /* committed before the failed sync: a duplicate now */
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, 2);
+    fsc_close(&a);
+    world_done(&w);
+}
+
 static const tcase cases[] = {
     {"auth", test_auth},         {"sync", test_sync},           {"resume", test_resume},
     {"scope", test_scope},       {"conflict", test_conflict},   {"review", test_review},
     {"ledger", test_ledger},     {"malformed", test_malformed}, {"shutdown", test_shutdown},
     {"http", test_http},         {"idle", test_idle},           {"admin_data", test_admin_data},
     {"versions", test_versions}, {"busy", test_busy},           {"parked", test_parked},
-    {"abbrev", test_abbrev},     {"pipeline", test_pipeline},
+    {"abbrev", test_abbrev},     {"pipeline", test_pipeline},   {"durable", test_durable},
 };
 
 int main(int argc, char **argv)
