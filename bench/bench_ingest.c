@@ -233,7 +233,7 @@ static int run_once(const options *o, const schema *s, const wire_dicts *dicts, 
     /* two pushes of B in flight (protocol §5), both full: a bulk loader on loopback does not
      * need the SDK's bound of one batch in flight between them (that bound keeps a 2G drop
      * from re-sending two batches; halving each push would double the pushes and COMMITs,
-     * more server CPU per change, and pass the server's 200 messages/s per session). The
+     * more server CPU per change). The
      * device frames and compresses push N+1 while the server applies push N. */
     d.push_window = 2;
     d.full_pushes = true;

@@ -22,8 +22,9 @@
  * by max_batch and max_batch_bytes (uncompressed, so a batch is never more than that on the
  * wire either). The pushes in flight together stay within one batch: each push after the
  * first is at most half of max_batch and of max_batch_bytes, so a dropped link re-sends at
- * most one batch's worth, as with one push in flight. At most PUSH_RATE pushes a second:
- * the protocol's bound is 200 messages per second per session.
+ * most one batch's worth, as with one push in flight. Pushes go as fast as their results
+ * come back: the server reads a session's next push only after it applied the one before, so
+ * it sets the pace itself and does not count pushes against its message rate (protocol §8).
  *
  * The pull is pipelined: when a changes message says more=true, its header already gives
  * next_cursor, so the next pull is queued at once and the message is held; it is applied
@@ -69,10 +70,6 @@ enum sstate { ST_CONNECTING, ST_HELLO, ST_PUSH, ST_PULL, ST_REVIEWS, ST_DONE };
 /* Pushes in flight at most (docs/protocol.md §5): the device numbers, encodes and compresses
  * push N+1 while the server applies push N, and a slow link carries it meanwhile. */
 #define PUSH_WINDOW 2
-/* Pushes per second at most: the protocol allows 200 messages per second per session
- * (docs/protocol.md §8, error LIMIT closes); a device with a long backlog on a fast link
- * could send more, so it keeps to half, leaving the rest for pulls and pings. */
-#define PUSH_RATE 100
 
 typedef struct txframe {
     uint8_t *buf;   /* LWS_PRE + len bytes */
@@ -121,9 +118,6 @@ typedef struct session {
                                  * nothing more is sent until they are all answered, then the
                                  * next push starts from the first unconsumed change */
     int pushes;
-    int64_t rate_start;         /* the current second of pushes (mono ms) */
-    int rate_n;                 /* pushes sent in it */
-    bool push_paced;            /* PUSH_RATE reached: the tick resumes the pushes */
     uint64_t cursor, log_end;   /* cursor: of the last batch applied (and committed) */
     /* pull pipelining: a changes message held until the pull after it is written */
     uint8_t *held;              /* its changes (owned; the bytes after the header) */
@@ -289,17 +283,6 @@ static int push_one(session *s, bool *sent)
         return failf(s, rc, "%s", db->err);
     if (!f->b.n)
         return 0;
-    int64_t now = mono_ms();
-    if (now - s->rate_start >= 1000) {
-        s->rate_start = now;
-        s->rate_n = 0;
-    }
-    if (s->rate_n >= PUSH_RATE) { /* kept for the tick: the outbox still holds it */
-        ob_batch_clear(&f->b);
-        s->push_paced = true;
-        return 0;
-    }
-    s->rate_n++;
     s->state = ST_PUSH;
     f->id = ++s->batch_id;
     msgpack_packer pk;
@@ -325,13 +308,12 @@ static int push_one(session *s, bool *sent)
 static int push_next(session *s)
 {
     bool sent = true;
-    s->push_paced = false;
     while (sent && !s->push_stalled && s->nfl < PUSH_WINDOW && s->state != ST_DONE) {
         int rc = push_one(s, &sent);
         if (rc)
             return rc;
     }
-    if (!s->nfl && !s->push_paced && s->state != ST_DONE)
+    if (!s->nfl && s->state != ST_DONE)
         return start_pull(s);
     return 0;
 }
@@ -721,8 +703,6 @@ static void tick(lws_sorted_usec_list_t *sul)
                                             : "no answer from %s: link lost",
                   s->db->server);
     }
-    if (s->state == ST_PUSH && s->push_paced && !s->push_stalled)
-        push_next(s); /* a new second of PUSH_RATE */
     if (s->state == ST_DONE && !s->done && (!s->wsi || mono_ms() > s->close_by_ms)) {
         s->done = true;
         lws_cancel_service(s->ctx);

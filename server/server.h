@@ -46,7 +46,7 @@
 #define SRV_SESSIONS_PER_DEVICE 4
 #define SRV_IDLE_TIMEOUT_S 120
 #define SRV_KEEPALIVE_S 30          /* lws' WebSocket ping after this silence; hang-up at 1.5x */
-#define SRV_MSG_RATE 200            /* messages per second per session */
+#define SRV_MSG_RATE 200            /* messages not parked per second per session */
 #define SRV_HELLO_FAILS 20          /* failed hellos per address per minute */
 #define SRV_DEVICE_FAILS_FACTOR 5   /* a device: 5 x that many wrong tokens per minute */
 #define SRV_LEDGER_QUEUE 1000       /* queued ledger events per session before RESYNC */
@@ -329,8 +329,9 @@ struct session {
     /* limits */
     int64_t last_rx;           /* srv_mono_ms() when bytes last arrived */
     int64_t last_msg;          /* srv_mono_ms() when the last whole message arrived (or open) */
-    int64_t rate_window;       /* start of the current one-second window */
-    unsigned rate_count;
+    /* the message rate (session.c rate_take): a token bucket of the messages not parked */
+    int64_t rate_at;           /* srv_mono_ms() of its last refill */
+    uint32_t rate_tokens;      /* thousandths of a message, <= msg_rate * 1000 (<= 10^9) */
 };
 
 /* ---- the server ------------------------------------------------------------------- */
@@ -349,7 +350,7 @@ typedef struct srv_config {
     int idle_timeout_s;
     int keepalive_s;           /* lws pings a silent connection after this; hang-up 1.5x */
     unsigned flush_chunk;      /* field states per commit once SRV_FLUSH_THRESHOLD wait */
-    unsigned msg_rate;         /* 0 = unlimited */
+    unsigned msg_rate;         /* messages not parked per s per session (<= 10^6); 0 = none */
     unsigned hello_fails;      /* failed hellos per address per minute */
     unsigned ledger_queue;     /* queued ledger events per session before RESYNC */
     unsigned max_frame;

@@ -70,6 +70,11 @@ void it_srv_init(srv *s, const char *dir)
 
 void it_srv_start(srv *s)
 {
+    it_srv_start_args(s, NULL);
+}
+
+void it_srv_start_args(srv *s, const char *const *args)
+{
     const char *dir = s->dir;
     int out[2];
     CHECK_OK(pipe(out));
@@ -85,8 +90,11 @@ void it_srv_start(srv *s)
         if (fd >= 0)
             dup2(fd, 2);
         close(out[0]);
-        execl(env_or("FIELDSYNCD", "fieldsyncd"), "fieldsyncd", "--db", s->db, "--listen",
-              "127.0.0.1:0", "--log-level", "warning", (char *)NULL);
+        const char *argv[24] = {"fieldsyncd", "--db", s->db, "--listen", "127.0.0.1:0",
+                                "--log-level", "warning"};
+        for (int i = 0, n = 7; args && args[i] && n < 23; i++)
+            argv[n++] = args[i];
+        execv(env_or("FIELDSYNCD", "fieldsyncd"), (char *const *)argv);
         _exit(127);
     }
     close(out[1]);

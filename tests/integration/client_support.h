@@ -40,6 +40,8 @@ void it_srv_init(srv *s, const char *dir);
 /* Starts the server on its store (created on first start) and waits for its
  * "listening on" line. */
 void it_srv_start(srv *s);
+/* The same with extra arguments (args: a NULL-terminated list, borrowed; NULL for none). */
+void it_srv_start_args(srv *s, const char *const *args);
 /* Stops it: SIGTERM, then waits up to 15 s. Aborts the test (naming dir/server.log, where
  * its stderr goes) unless it exited with status 0 and its log has no sanitizer report:
  * in the ASan build that is the leak check (exit_check.h). */
