@@ -25,7 +25,7 @@ static int device_arg(admin_ctx *a, const char *text, srv_device *d)
     int rc = admin_db(a, false);
     if (rc)
         return rc;
-    rc = srvdb_device_get(a->db, &id, d);
+    rc = srvdb_device_get(a->db, NULL, &id, d);
     if (rc == FS_ENOTFOUND)
         return admin_fail(a, SRV_EXIT_NOTFOUND, "no device %s: see fieldsyncd admin device list",
                           text);

@@ -199,7 +199,7 @@ int handle_hello(session *s, mpr *r, uint32_t count)
         return refuse(s, WERR_BAD_FRAME, true, text);
     }
     srv_device d;
-    int rc = srvdb_device_get(srv->db, &h.device, &d);
+    int rc = srvdb_device_get(srv->db, &srv->device_stmt, &h.device, &d);
     if (rc == FS_EIO)
         return refuse(s, WERR_INTERNAL, false, "cannot read the device table; try again later");
     if (rc == 0 && device_blocked(srv, &h.device))

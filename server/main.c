@@ -645,6 +645,8 @@ static void server_close(server *srv)
     sqlite3_finalize(srv->dv_stmt);
     sqlite3_finalize(srv->parent_stmt);
     srv->parent_stmt = NULL;
+    sqlite3_finalize(srv->device_stmt);
+    srv->device_stmt = NULL;
     store_close(srv->store);
     ledger_config_free(srv->ledger);
     schema_free(srv->schema);

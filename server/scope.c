@@ -74,13 +74,19 @@ int villages_reload(server *srv)
     return 0;
 }
 
+/* bsearch's comparison for village_find: the key is the code itself (copying it into an
+ * entry with snprintf for cmp_village was ~1% of an ingest's server CPU: once a change) */
+static int cmp_code_village(const void *code, const void *v)
+{
+    return strcmp(code, ((const village_entry *)v)->code);
+}
+
 const village_entry *village_find(const server *srv, const char *code)
 {
-    village_entry key;
-    if (!code || strlen(code) > SRV_CODE_MAX || !srv->n_villages)
+    if (!code || !srv->n_villages)
         return NULL;
-    snprintf(key.code, sizeof key.code, "%s", code);
-    return bsearch(&key, srv->villages, srv->n_villages, sizeof key, cmp_village);
+    return bsearch(code, srv->villages, srv->n_villages, sizeof *srv->villages,
+                   cmp_code_village);
 }
 
 /* ---- users' scopes ---------------------------------------------------------------- */

@@ -132,7 +132,10 @@ int srvdb_migrate(sqlite3 *db, fs_error *e);
 /* Runs sql with no result rows; FS_EIO (e filled) on failure. */
 int srvdb_exec(sqlite3 *db, const char *sql, fs_error *e);
 
-int srvdb_device_get(sqlite3 *db, const rid_t *id, srv_device *out);   /* 0, FS_ENOTFOUND, FS_EIO */
+/* The device's row: 0, FS_ENOTFOUND, FS_EIO. cache: NULL (a statement prepared for this call),
+ * or where the prepared statement is kept between calls on db (prepared on the first; the
+ * caller finalizes it): the service thread reads the row before every push and pull. */
+int srvdb_device_get(sqlite3 *db, sqlite3_stmt **cache, const rid_t *id, srv_device *out);
 int srvdb_device_seen(sqlite3 *db, const rid_t *id, const char *agent, size_t agent_len);
 int srvdb_user_get(sqlite3 *db, int64_t id, srv_user *out);            /* 0, FS_ENOTFOUND, FS_EIO */
 int srvdb_user_by_name(sqlite3 *db, const char *name, srv_user *out);  /* 0, FS_ENOTFOUND, FS_EIO */
@@ -384,6 +387,7 @@ struct server {
     int64_t data_version;      /* PRAGMA data_version: changes when the admin writes */
     sqlite3_stmt *dv_stmt;
     sqlite3_stmt *parent_stmt; /* scope.c: a record's scope parent (prepared once) */
+    sqlite3_stmt *device_stmt; /* srvdb_device_get's, for hellos, pushes and pulls */
     lws_sorted_usec_list_t tick; /* once a second: idle, deadlines, admin changes */
     bool stopping;             /* SIGINT/SIGTERM seen: sessions get SHUTDOWN */
     bool drain_expired;

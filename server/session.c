@@ -212,7 +212,7 @@ void sessions_shutdown(server *srv)
 bool session_device_valid(session *s)
 {
     srv_device d;
-    int rc = srvdb_device_get(s->srv->db, &s->device, &d);
+    int rc = srvdb_device_get(s->srv->db, &s->srv->device_stmt, &s->device, &d);
     if (rc == FS_ENOTFOUND || (!rc && d.revoked_ms)) {
         session_error(s, WERR_AUTH, true, "device revoked: enrol the device again");
         return false;

@@ -132,15 +132,17 @@ static void copy_text(char *dst, size_t cap, sqlite3_stmt *s, int col)
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
-int srvdb_device_get(sqlite3 *db, const rid_t *id, srv_device *out)
+int srvdb_device_get(sqlite3 *db, sqlite3_stmt **cache, const rid_t *id, srv_device *out)
 {
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = cache ? *cache : NULL;
     memset(out, 0, sizeof *out);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT user, label, token_hash, created_ms, revoked_ms, "
-                           "last_seen_ms, last_agent FROM srv_devices WHERE id = ?1",
-                           -1, &s, NULL))
+    if (!s && sqlite3_prepare_v3(db,
+                                 "SELECT user, label, token_hash, created_ms, revoked_ms, "
+                                 "last_seen_ms, last_agent FROM srv_devices WHERE id = ?1",
+                                 -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &s, NULL))
         return FS_EIO;
+    if (cache)
+        *cache = s;
     sqlite3_bind_blob(s, 1, id->b, 16, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
@@ -154,7 +156,10 @@ int srvdb_device_get(sqlite3 *db, const rid_t *id, srv_device *out)
         out->last_seen_ms = sqlite3_column_int64(s, 5);
         copy_text(out->last_agent, sizeof out->last_agent, s, 6);
     }
-    sqlite3_finalize(s);
+    if (cache)
+        sqlite3_reset(s);
+    else
+        sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FS_ENOTFOUND : FS_EIO;
 }
 

@@ -44,12 +44,17 @@ int hlc_check(const hlc_clock *clk, uint64_t remote)
     return 0;
 }
 
+void hlc_advance(hlc_clock *clk, uint64_t remote)
+{
+    if (remote > clk->last)
+        clk->last = remote;
+}
+
 int hlc_recv(hlc_clock *clk, uint64_t remote)
 {
     int rc = hlc_check(clk, remote);
     if (rc)
         return rc;
-    if (remote > clk->last)
-        clk->last = remote;
+    hlc_advance(clk, remote);
     return 0;
 }

@@ -1931,7 +1931,10 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
         if (r->seq > ce->hi)
             ce->hi = r->seq;
     }
-    hlc_recv(&st->clock, c->hlc); /* drift was checked above for the authority */
+    if (authority)
+        hlc_advance(&st->clock, c->hlc); /* its drift was checked above */
+    else
+        hlc_recv(&st->clock, c->hlc); /* a replica takes no clock far ahead of its own */
 out:
     release_outs(st, nf_done);
     return rc;

@@ -171,6 +171,39 @@ static void test_hlc_recv(void)
     CHECK(hlc_now(&clk) == hlc_make(w.ms + 2, 0));
 }
 
+/* hlc_advance: what hlc_recv does after its check, without reading the wall clock */
+typedef struct counting_wall {
+    uint64_t ms;
+    int reads;
+} counting_wall;
+
+static uint64_t counting_wall_ms(void *ctx)
+{
+    counting_wall *w = ctx;
+    w->reads++;
+    return w->ms;
+}
+
+static void test_hlc_advance(void)
+{
+    counting_wall w = {1700000000000ULL, 0};
+    hlc_clock clk;
+    hlc_init(&clk, 0);
+    clk.wall = counting_wall_ms;
+    clk.wall_ctx = &w;
+    uint64_t local = hlc_now(&clk);
+    CHECK_INT(w.reads, ==, 1);
+    uint64_t remote = hlc_make(w.ms + 5000, 7);
+    hlc_advance(&clk, remote);
+    CHECK(clk.last == remote);
+    hlc_advance(&clk, local); /* behind: the clock stays */
+    CHECK(clk.last == remote);
+    CHECK_INT(w.reads, ==, 1); /* no wall-clock read */
+    CHECK_OK(hlc_recv(&clk, remote + 1));
+    CHECK(clk.last == remote + 1);
+    CHECK_INT(w.reads, ==, 2); /* hlc_recv reads it once, for its check */
+}
+
 static void test_hlc_drift_bound(void)
 {
     fake_wall w = {1700000000000ULL};
@@ -406,6 +439,7 @@ int main(void)
     test_hlc_wall_backwards();
     test_hlc_counter_carry();
     test_hlc_recv();
+    test_hlc_advance();
     test_hlc_drift_bound();
     test_hlc_persisted();
     test_rid_text();
