@@ -4,19 +4,20 @@
  *
  * With synchronous=FULL every COMMIT syncs the WAL before it returns: the service thread
  * waited for the disk once per work slice (~1 ms here, tens of ms on an SD card), doing
- * nothing, a fifth of an ingest's wall time (docs/performance.md §1). Now a push group's
- * COMMIT (push_group_end) runs with synchronous=NORMAL (the WAL is written, not synced) and
- * this thread syncs the WAL file (fdatasync on its own descriptor of <db>-wal) while the
- * service thread goes on with the next slice. What the COMMIT produced is held back until
- * the sync returned:
+ * nothing, a fifth of an ingest's wall time (docs/performance.md §1). Now a bulk push
+ * group's COMMIT (push_group_end; a group opened by a push of the bulk lane: backlogs over
+ * 4 KiB) runs with synchronous=NORMAL (the WAL is written, not synced) and this thread syncs
+ * the WAL file (fdatasync on its own descriptor of <db>-wal) while the service thread goes
+ * on with the next slice. What the COMMIT produced is held back until the sync returned:
  *
  *   - a group's BEGIN is preceded by durable_group_open (synchronous=NORMAL); its COMMIT is a
  *     generation: durable_commit_begin() numbers it (dur_gen), and
  *     every frame queued from then on (a session's queue, session.c, or a supervisor page's
  *     live channel, web_live.c) carries that number (durable_tag);
  *   - a frame whose number is above `done` (the last generation the thread synced) is not
- *     written: push_results, ledger events, pull answers, welcomes, review lists, even a
- *     pong queued behind them, in queue order;
+ *     written: push_results, ledger events, pull answers, welcomes, review lists, in queue
+ *     order; a pong or an error says nothing read from the store and goes at once, unless
+ *     it is queued behind a held frame (session.c queue_body);
  *   - when the thread has synced, it wakes the service loop (lws_cancel_service); the loop
  *     (durable_poll: at LWS_CALLBACK_EVENT_WAIT_CANCELLED, and between the parked messages
  *     of a slice) raises `done` and writes what is no longer held (session_release_held).
@@ -28,9 +29,14 @@
  * those numbers). The supervisor page's HTTP reads are not held: they show what is
  * committed, at most one sync (~1 ms) before it is durable (its live events are held).
  *
- * Other writes of the service thread (a push outside a slice, hello bookkeeping outside a
- * group, review resolutions, the web page's writes) keep synchronous=FULL: each returns
- * durable, and its sync also covers every earlier group.
+ * Other writes of the service thread keep synchronous=FULL: each returns durable, and its
+ * sync also covers every earlier group. Among them the interactive lane's groups (an entry
+ * just made, a review resolution): for them waiting for the sync on the service thread and
+ * writing the results and events right after is the shorter path (measured: with those
+ * async too the live ledger event's p99 on market day rose from 76-101 ms to 94-157 ms,
+ * a sync thread busy with the previous group making it wait for two syncs), and on market
+ * day they are most of the pushes, so the market day's pace is that of before. Also a push
+ * outside a slice, hello bookkeeping outside a group, the web page's writes.
  *
  * Why this is safe with SQLite: in WAL mode a COMMIT only appends frames to <db>-wal; with
  * synchronous=NORMAL SQLite syncs the WAL before each checkpoint and the database after it,

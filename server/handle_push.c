@@ -283,7 +283,13 @@ int handle_push(session *s, mpr *r, uint32_t count)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     bool group = srv->in_slice;
     if (group && !store_in_group(srv->store)) {
-        durable_group_open(srv); /* its COMMIT will not wait for the disk (durable.c) */
+        /* a bulk group's COMMIT does not wait for the disk (durable.c); an interactive one
+         * (small pushes: an entry just made, a review resolution) is synced at once by the
+         * service thread, its results and events written right after, which is the shorter
+         * path for them (a sync thread busy with the previous group's would make it wait
+         * for two syncs) */
+        if (s->park_lane == PARK_BULK)
+            durable_group_open(srv);
         rc = store_group_begin(srv->store, &e);
         if (rc)
             durable_commit_end(srv);

@@ -74,8 +74,11 @@ static void rx_flow_update(session *s)
     s->rx_stopped = stop;
 }
 
-/* Frames body and appends it to the queue. force: ignore the queue bound (errors). */
-static int queue_body(session *s, const void *body, size_t len, bool ledger, bool force)
+/* Frames body and appends it to the queue. force: ignore the queue bound (errors).
+ * stateless: body says nothing read from the store (a pong, an error), so it need not wait
+ * for a push group's sync (durable.c) unless a frame before it in the queue does. */
+static int queue_body(session *s, const void *body, size_t len, bool ledger, bool force,
+                      bool stateless)
 {
     server *srv = s->srv;
     uint8_t *frame;
@@ -91,7 +94,9 @@ static int queue_body(session *s, const void *body, size_t len, bool ledger, boo
     f->next = NULL;
     f->len = flen;
     f->ledger = ledger;
-    f->gen = durable_tag(srv); /* after a push group's COMMIT: held until it is synced */
+    /* after a push group's COMMIT: held until it is synced, in queue order */
+    bool held_before = s->q_tail && s->q_tail->gen > srv->dur_done;
+    f->gen = stateless && !held_before ? 0 : durable_tag(srv);
     memcpy(f->data + LWS_PRE, frame, flen);
     if (s->q_tail)
         s->q_tail->next = f;
@@ -162,7 +167,7 @@ void session_error(session *s, int code, bool closes, const char *fmt, ...)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (!wire_pack_error(&pk, code, text, closes))
-        queue_body(s, sb.data, sb.size, false, true);
+        queue_body(s, sb.data, sb.size, false, true, true);
     msgpack_sbuffer_destroy(&sb);
     if (code > 0 && code < 16)
         s->srv->m.errors_sent[code]++;
@@ -170,11 +175,11 @@ void session_error(session *s, int code, bool closes, const char *fmt, ...)
         start_closing(s, close_code_for(code));
 }
 
-int session_send(session *s, const void *body, size_t len, bool ledger)
+static int send_body(session *s, const void *body, size_t len, bool ledger, bool stateless)
 {
     if (s->state == SS_CLOSING)
         return 0; /* the session is going away; the peer will resend what it needs */
-    int rc = queue_body(s, body, len, ledger, false);
+    int rc = queue_body(s, body, len, ledger, false, stateless);
     if (rc == FS_EDEC_TOOBIG) {
         /* the peer asks and does not read: drop what is queued, tell it why, close */
         queue_clear(s);
@@ -185,6 +190,11 @@ int session_send(session *s, const void *body, size_t len, bool ledger)
         session_error(s, WERR_INTERNAL, true, "cannot queue a message: %s", fs_strerror(rc));
     }
     return rc;
+}
+
+int session_send(session *s, const void *body, size_t len, bool ledger)
+{
+    return send_body(s, body, len, ledger, false);
 }
 
 unsigned session_count_device(server *srv, const rid_t *device)
@@ -497,8 +507,8 @@ static void handle_ping(session *s, mpr *r, uint32_t count, bool pong)
         return; /* an answer to nothing we sent, or to a ping of a later revision: ignore */
     msgpack_packer pk;
     session_packer(s->srv, &pk);
-    if (wire_pack_ping(&pk, true, nonce) == 0)
-        session_send(s, s->srv->out.data, s->srv->out.size, false);
+    if (wire_pack_ping(&pk, true, nonce) == 0) /* a pong need not wait for a sync */
+        send_body(s, s->srv->out.data, s->srv->out.size, false, true);
 }
 
 static void handle_peer_error(session *s, mpr *r, uint32_t count)
@@ -892,6 +902,9 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         } else if (s->srv) {
             session_rx(s, in, len);
         }
+        /* a socket pass over 2,000 busy connections takes milliseconds: what a sync released
+         * meanwhile leaves now, not after the pass (durable.c; an atomic load when nothing) */
+        durable_poll(srv);
         break;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (s->srv && srv->lt) {

@@ -2054,18 +2054,21 @@ static void test_pipeline(int argc, char **argv)
     world_done(&w);
 }
 
-/* A push group's COMMIT does not wait for the disk: a thread of its own syncs the WAL
+/* A bulk push group's COMMIT does not wait for the disk: a thread of its own syncs the WAL
  * (server/durable.c), and nothing the COMMIT produced may leave the server before that sync
  * returned (invariant 1): not the push_result, not a subscriber's ledger event, not another
- * device's pull answer that holds the change. The fault point sync_hold delays each sync by
- * 1.5 s, then logs "sync of commit N returned": when each of those messages arrives, the
- * line must be in the log already (without the barrier they come ~1.5 s before it). Then
- * sync_fail: the first sync fails; the pushing device gets INTERNAL and no push_result, the
- * server stops (status 3: the store), and after a restart the change, committed but never
- * acknowledged, is re-sent and answered duplicate, logged once. */
+ * device's pull answer that holds the changes. The fault point sync_hold delays each such
+ * sync by 1.5 s, then logs "sync of commit N returned": when each of those messages arrives,
+ * the line must be in the log already (without the barrier they come ~1.5 s before it). A
+ * small push (the interactive lane) is synced by the service thread itself: its result and
+ * event come at once, and no such sync is logged. Then sync_fail: the first sync fails; the
+ * pushing device gets INTERNAL and no push_result, the server stops (status 3: the store),
+ * and after a restart the changes, committed but never acknowledged, are re-sent and
+ * answered duplicate, logged once. */
 static void test_durable(int argc, char **argv)
 {
     static const char synced[] = "fault injection: sync of commit";
+    enum { NB = 120 }; /* a push body over SRV_PARK_SMALL_BYTES (4 KiB): the bulk lane */
     world w;
     world_init(&w, argc, argv, false);
     daemon_start_fault(&w, "sync_hold:1500");
@@ -2076,28 +2079,35 @@ static void test_durable(int argc, char **argv)
     open_ok(&sue, &w, &w.sue);
     subscribe(&sue, "");
     fsc_ping(&sue, 1); /* in effect once the pong comes */
-    CHECK(!log_has(&w.d, synced)); /* no push group yet */
-    rid_t id;
-    new_id(&id);
-    change ch;
-    mk_child(&ch, s, &id, "稳", "V1", 1);
-    push_send(&a, 1, &ch, 1);
+    static change ch[NB + 1];
+    static rid_t ids[NB + 1];
+    static char names[NB + 1][16];
+    for (int i = 0; i <= NB; i++) {
+        new_id(&ids[i]);
+        snprintf(names[i], sizeof names[i], "稳%d", i);
+        mk_child(&ch[i], s, &ids[i], names[i], "V1", (uint64_t)i + 1);
+    }
+    tres res[NB];
+    rawws_push_ok(&a, ch, 1, res); /* small: synced at once, nothing waits */
+    CHECK_RES(res[0], 0, 0);
+    expect_ledger(&sue, &ids[0], "V1", s);
+    CHECK(!log_has(&w.d, synced));
+    push_send(&a, 2, ch + 1, NB);
     /* committed (another connection sees it) long before the sync returns */
-    for (int i = 0; i < 500 && log_rows(&w, &w.ana, false) == 0; i++)
+    for (int i = 0; i < 1000 && log_rows(&w, &w.ana, false) < NB + 1; i++)
         usleep(2000);
-    CHECK_INT(log_rows(&w, &w.ana, false), ==, 1);
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, NB + 1);
     CHECK(!log_has(&w.d, synced));
     tpull pl;
-    CHECK_OK(fsc_pull(&b, 0, 100, &pl)); /* answered only once the change is durable */
+    CHECK_OK(fsc_pull(&b, 0, 1000, &pl)); /* answered only once the changes are durable */
     CHECK(log_has(&w.d, synced));
-    CHECK_INT(pl.n, ==, 1);
-    CHECK_INT(rid_cmp(&pl.ch[0].record, &id), ==, 0);
+    CHECK_INT(pl.n, ==, NB + 1);
     tpull_free(&pl);
-    tres res;
-    push_expect(&a, 1, &res, 1);
+    push_expect(&a, 2, res, NB);
     CHECK(log_has(&w.d, synced));
-    CHECK_RES(res, 0, 0);
-    expect_ledger(&sue, &id, "V1", s);
+    for (int i = 0; i < NB; i++)
+        CHECK_RES(res[i], 0, 0);
+    expect_ledger(&sue, &ids[1], "V1", s);
     fsc_close(&a);
     fsc_close(&b);
     fsc_close(&sue);
@@ -2106,19 +2116,24 @@ static void test_durable(int argc, char **argv)
     /* the sync fails */
     daemon_start_fault(&w, "sync_fail");
     open_ok(&a, &w, &w.ana);
-    rid_t id2;
-    new_id(&id2);
-    mk_child(&ch, s, &id2, "败", "V1", 2);
-    push_send(&a, 2, &ch, 1);
+    static change more[NB];
+    static rid_t mids[NB];
+    for (int i = 0; i < NB; i++) {
+        new_id(&mids[i]);
+        mk_child(&more[i], s, &mids[i], names[i], "V1", NB + 2 + (uint64_t)i);
+    }
+    push_send(&a, 3, more, NB);
     fsc_expect_error(&a, WERR_INTERNAL, true); /* and no push_result before it */
     fsc_close(&a);
     CHECK_INT(daemon_stop(&w.d, SIGTERM), ==, 3); /* SRV_EXIT_STORE */
     CHECK(log_has(&w.d, "fdatasync of the store's WAL failed"));
     daemon_start(&w.t, &w.d, NULL);
     open_ok(&a, &w, &w.ana);
-    rawws_push_ok(&a, &ch, 1, &res);
-    CHECK_RES(res, 1, 0); /* committed before the failed sync: a duplicate now */
-    CHECK_INT(log_rows(&w, &w.ana, false), ==, 2);
+    push_send(&a, 4, more, NB);
+    push_expect(&a, 4, res, NB);
+    for (int i = 0; i < NB; i++)
+        CHECK_RES(res[i], 1, 0); /* committed before the failed sync: duplicates now */
+    CHECK_INT(log_rows(&w, &w.ana, false), ==, 2 * NB + 1);
     fsc_close(&a);
     world_done(&w);
 }
