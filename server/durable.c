@@ -10,17 +10,18 @@
  * the WAL file (fdatasync on its own descriptor of <db>-wal) while the service thread goes
  * on with the next slice. What the COMMIT produced is held back until the sync returned:
  *
- *   - a group's BEGIN is preceded by durable_group_open (synchronous=NORMAL); its COMMIT is a
- *     generation: durable_commit_begin() numbers it (dur_gen), and
- *     every frame queued from then on (a session's queue, session.c, or a supervisor page's
- *     live channel, web_live.c) carries that number (durable_tag);
+ *   - a bulk group's BEGIN is preceded by durable_group_open (synchronous=NORMAL); its
+ *     COMMIT is a generation: durable_commit_begin() numbers it (dur_gen), and every frame
+ *     queued from then on (a session's queue, session.c, or a supervisor page's live
+ *     channel, web_live.c) carries that number (durable_tag);
  *   - a frame whose number is above `done` (the last generation the thread synced) is not
  *     written: push_results, ledger events, pull answers, welcomes, review lists, in queue
  *     order; a pong or an error says nothing read from the store and goes at once, unless
  *     it is queued behind a held frame (session.c queue_body);
  *   - when the thread has synced, it wakes the service loop (lws_cancel_service); the loop
- *     (durable_poll: at LWS_CALLBACK_EVENT_WAIT_CANCELLED, and between the parked messages
- *     of a slice) raises `done` and writes what is no longer held (session_release_held).
+ *     raises `done` and writes what is no longer held (durable_poll, session_release_held):
+ *     at LWS_CALLBACK_EVENT_WAIT_CANCELLED, at every RECEIVE, after each parked message and
+ *     every 64 changes a push applies (handle_push.c push_authorize), whichever comes first.
  *
  * So invariant 1 holds as before: nothing is acknowledged, sent to another device or shown
  * to a subscriber before it would survive a power failure; only the service thread no
@@ -51,8 +52,10 @@
  * sessions get INTERNAL (nothing from their messages was acknowledged: they send again), and
  * the server stops (srv->fatal) so that a restart reads the WAL as it is on disk.
  *
- * Tests (fault.c): sync_hold:MS delays each sync by MS and logs it (durable_it checks that
- * nothing leaves before the log says the sync returned); sync_fail fails the first sync.
+ * Tests (fault.c): sync_hold:MS delays each sync by MS and logs it (server.durable checks
+ * that nothing leaves before the log says the sync returned); sync_fail fails the first.
+ * A later successful sync is never taken to cover an earlier generation whose sync failed:
+ * on Linux the pages of a failed write-back may be dropped and reported only once.
  */
 #include "server.h"
 
