@@ -305,6 +305,12 @@ static int wsc_fill(wsc *c, int timeout_ms)
 
 int wsc_connect(wsc *c, int port, const char *path, const char *subproto)
 {
+    return wsc_connect_with(c, port, path, subproto, NULL);
+}
+
+int wsc_connect_with(wsc *c, int port, const char *path, const char *subproto,
+                     const char *headers)
+{
     memset(c, 0, sizeof *c);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -314,13 +320,13 @@ int wsc_connect(wsc *c, int port, const char *path, const char *subproto)
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(c->fd, F_SETFL, O_NONBLOCK);
-    char req[512];
+    char req[1536];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                     "Sec-WebSocket-Version: 13\r\n%s%s%s%s\r\n",
                      path, port, subproto ? "Sec-WebSocket-Protocol: " : "",
-                     subproto ? subproto : "", subproto ? "\r\n" : "");
+                     subproto ? subproto : "", subproto ? "\r\n" : "", headers ? headers : "");
     if (wsc_send_raw(c, req, (size_t)n))
         return 0;
     int64_t deadline = now_ms() + 5000;
@@ -942,6 +948,18 @@ int64_t field_int(store *st, const schema *s, const rid_t *rec, const char *type
 
 int http_get(int port, const char *path, const char *method, char *out, size_t cap)
 {
+    int status = http_request(port, method ? method : "GET", path, NULL, NULL, out, cap);
+    char *body = strstr(out, "\r\n\r\n");
+    if (body)
+        memmove(out, body + 4, strlen(body + 4) + 1);
+    else
+        out[0] = '\0';
+    return status;
+}
+
+int http_request(int port, const char *method, const char *path, const char *headers,
+                 const char *body, char *out, size_t cap)
+{
     wsc c;
     memset(&c, 0, sizeof c);
     c.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -950,11 +968,13 @@ int http_get(int port, const char *path, const char *method, char *out, size_t c
     if (connect(c.fd, (struct sockaddr *)&sa, sizeof sa))
         FAIL("connect: %s", strerror(errno));
     fcntl(c.fd, F_SETFL, O_NONBLOCK);
-    char req[512];
+    char req[4096];
     int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Length: 0\r\n\r\n",
-                     method ? method : "GET", path);
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, path, port, headers ? headers : "", body ? strlen(body) : 0,
+                     body ? body : "");
+    CHECK(n > 0 && (size_t)n < sizeof req);
     wsc_send_raw(&c, req, (size_t)n);
     int64_t deadline = now_ms() + 5000;
     while (now_ms() < deadline && wsc_fill(&c, 100) >= 0) {
@@ -969,8 +989,7 @@ int http_get(int port, const char *path, const char *method, char *out, size_t c
     c.in[c.in_len] = '\0';
     int status = 0;
     sscanf((char *)c.in, "HTTP/1.1 %d", &status);
-    char *body = strstr((char *)c.in, "\r\n\r\n");
-    snprintf(out, cap, "%s", body ? body + 4 : "");
+    snprintf(out, cap, "%s", (char *)c.in);
     close(c.fd);
     free(c.in);
     return status;

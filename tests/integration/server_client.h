@@ -90,6 +90,9 @@ typedef struct wsc {
 /* Connects to 127.0.0.1:port, sends the upgrade for path with sub-protocol subproto (NULL:
  * no header). Returns the HTTP status (101 on success; 0 if the server just hung up). */
 int wsc_connect(wsc *c, int port, const char *path, const char *subproto);
+/* The same with extra header lines (each ending in \r\n; NULL: none), e.g. Origin, Cookie. */
+int wsc_connect_with(wsc *c, int port, const char *path, const char *subproto,
+                     const char *headers);
 /* Sends one frame (masked); fin=false for a fragment. Returns 0, or -1 if the peer is gone. */
 int wsc_send_frame(wsc *c, int opcode, const void *p, size_t n, bool fin);
 /* Sends only the first `upto` bytes of the masked frame (a link dropping mid-frame). */
@@ -197,5 +200,10 @@ int64_t field_int(store *st, const schema *s, const rid_t *rec, const char *type
 
 /* HTTP GET on 127.0.0.1:port; returns the status, body into out. */
 int http_get(int port, const char *path, const char *method, char *out, size_t cap);
+/* An HTTP request with extra header lines (each ending in \r\n; may be NULL) and a body
+ * (may be NULL); the whole answer, status line and headers included, into out. Returns the
+ * status. */
+int http_request(int port, const char *method, const char *path, const char *headers,
+                 const char *body, char *out, size_t cap);
 
 #endif

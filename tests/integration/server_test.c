@@ -9,6 +9,7 @@
  * own daemons by pid and checking they exit 0 on SIGTERM. A failing check prints both values
  * and the daemon's log, and aborts; the temp directory is kept for inspection then.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include "rawws.h"
 #include "server_client.h"
 
@@ -2054,10 +2055,47 @@ static void test_pipeline(int argc, char **argv)
     world_done(&w);
 }
 
+/* Logs user in to the supervisor page (password pw, set here) and opens its live channel
+ * (web_live.c: /live, sub-protocol fieldsync.live.v1); returns after its hello. */
+static void live_open(wsc *live, world *w, const char *user, const char *pw)
+{
+    char out[8192], hdr[512], body[256], cookie[256] = "";
+    char input[128];
+    snprintf(input, sizeof input, "%s\n", pw);
+    CHECK_INT(admin_run(&w->t, out, sizeof out, input, "user", "password", user, NULL), ==, 0);
+    int port = w->d.port;
+    snprintf(hdr, sizeof hdr, "Origin: http://127.0.0.1:%d\r\nContent-Type: application/json\r\n",
+             port);
+    snprintf(body, sizeof body, "{\"user\":\"%s\",\"password\":\"%s\"}", user, pw);
+    CHECK_INT(http_request(port, "POST", "/api/login", hdr, body, out, sizeof out), ==, 200);
+    const char *c = strcasestr(out, "set-cookie: ");
+    CHECK(c != NULL);
+    c += strlen("set-cookie: ");
+    snprintf(cookie, sizeof cookie, "%.*s", (int)strcspn(c, ";\r\n"), c);
+    snprintf(hdr, sizeof hdr, "Origin: http://127.0.0.1:%d\r\nCookie: %s\r\n", port, cookie);
+    CHECK_INT(wsc_connect_with(live, port, "/live", "fieldsync.live.v1", hdr), ==, 101);
+    CHECK_INT(wsc_recv(live, 5000), ==, 1);
+    CHECK(strstr((const char *)live->msg, "\"kind\":\"hello\"") != NULL);
+}
+
+/* The next live event that is not about a device coming or going: true when it is a
+ * change event (its text in live->msg). */
+static bool live_change(wsc *live)
+{
+    for (;;) {
+        if (wsc_recv(live, 5000) != 1)
+            return false;
+        live->msg[live->msg_len < live->msg_cap ? live->msg_len : live->msg_cap - 1] = 0;
+        if (!strstr((const char *)live->msg, "\"kind\":\"device\""))
+            return strstr((const char *)live->msg, "\"kind\":\"change\"") != NULL;
+    }
+}
+
 /* A bulk push group's COMMIT does not wait for the disk: a thread of its own syncs the WAL
  * (server/durable.c), and nothing the COMMIT produced may leave the server before that sync
- * returned (invariant 1): not the push_result, not a subscriber's ledger event, not another
- * device's pull answer that holds the changes. The fault point sync_hold delays each such
+ * returned (invariant 1): not the push_result, not a subscriber's ledger event, not a
+ * supervisor page's live event (web_live.c), not another device's pull answer that holds
+ * the changes. The fault point sync_hold delays each such
  * sync by 1.5 s, then logs "sync of commit N returned": when each of those messages arrives,
  * the line must be in the log already (without the barrier they come ~1.5 s before it). A
  * small push (the interactive lane) is synced by the service thread itself: its result and
@@ -2079,6 +2117,8 @@ static void test_durable(int argc, char **argv)
     open_ok(&sue, &w, &w.sue);
     subscribe(&sue, "");
     fsc_ping(&sue, 1); /* in effect once the pong comes */
+    wsc live;
+    live_open(&live, &w, "sue", "长江 correct horse 2016");
     static change ch[NB + 1];
     static rid_t ids[NB + 1];
     static char names[NB + 1][16];
@@ -2091,6 +2131,7 @@ static void test_durable(int argc, char **argv)
     rawws_push_ok(&a, ch, 1, res); /* small: synced at once, nothing waits */
     CHECK_RES(res[0], 0, 0);
     expect_ledger(&sue, &ids[0], "V1", s);
+    CHECK(live_change(&live));
     CHECK(!log_has(&w.d, synced));
     push_send(&a, 2, ch + 1, NB);
     /* committed (another connection sees it) long before the sync returns */
@@ -2098,6 +2139,8 @@ static void test_durable(int argc, char **argv)
         usleep(2000);
     CHECK_INT(log_rows(&w, &w.ana, false), ==, NB + 1);
     CHECK(!log_has(&w.d, synced));
+    CHECK(live_change(&live)); /* the page's event comes once the changes are durable */
+    CHECK(log_has(&w.d, synced));
     tpull pl;
     CHECK_OK(fsc_pull(&b, 0, 1000, &pl)); /* answered only once the changes are durable */
     CHECK(log_has(&w.d, synced));
@@ -2108,6 +2151,7 @@ static void test_durable(int argc, char **argv)
     for (int i = 0; i < NB; i++)
         CHECK_RES(res[i], 0, 0);
     expect_ledger(&sue, &ids[1], "V1", s);
+    wsc_close(&live);
     fsc_close(&a);
     fsc_close(&b);
     fsc_close(&sue);
