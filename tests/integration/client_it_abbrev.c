@@ -52,16 +52,10 @@ int main(void)
 
     /* Y, sharing X's first 9 bytes, created by B */
     it_child(b, "李小明", "V1", y);
-    unsigned char xb[16], yb[16], nb[16];
-    it_id_bytes(x, xb);
-    it_id_bytes(y, yb);
-    memcpy(nb, xb, 9);
-    memcpy(nb + 9, yb + 9, 7);
-    if (!memcmp(nb, xb, 16))
-        nb[15] ^= 0x01;
+    unsigned char nb[16];
     char bpath[256], y2[40];
     it_dbpath(&s, "b", bpath, sizeof bpath);
-    it_retarget_pending(bpath, yb, nb);
+    it_share_abbrev(bpath, x, y, nb);
     id_text(nb, y2);
     r = it_sync(b);
     CHECK_INT(r.accepted, ==, 1);

@@ -339,16 +339,10 @@ int main(void)
     it_sync(b);
     CHECK_INT(sync_px(c, &r), ==, 0); /* c now holds x confirmed: its edits abbreviate */
     it_child(b, "李小明", "V1", y); /* y made to share x's first 9 bytes before it is sent */
-    unsigned char xb[16], yb[16], nb[16];
-    it_id_bytes(x, xb);
-    it_id_bytes(y, yb);
-    memcpy(nb, xb, 9);
-    memcpy(nb + 9, yb + 9, 7);
-    if (!memcmp(nb, xb, 16))
-        nb[15] ^= 0x01;
+    unsigned char nb[16];
     char bpath[256];
     it_dbpath(&s, "b", bpath, sizeof bpath);
-    it_retarget_pending(bpath, yb, nb);
+    it_share_abbrev(bpath, x, y, nb);
     r = it_sync(b);
     CHECK_INT(r.accepted, ==, 1);
     it_set_grade(c, x, 4); /* numbered first: the head of the first push */

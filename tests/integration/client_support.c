@@ -269,6 +269,18 @@ void it_retarget_pending(const char *dbfile, const unsigned char from[16],
     CHECK_INT(sqlite3_close(db), ==, SQLITE_OK);
 }
 
+void it_share_abbrev(const char *dbfile, const char *x, const char *y, unsigned char nb[16])
+{
+    unsigned char xb[16], yb[16];
+    it_id_bytes(x, xb);
+    it_id_bytes(y, yb);
+    memcpy(nb, xb, 9);
+    memcpy(nb + 9, yb + 9, 7);
+    if (!memcmp(nb, xb, 16))
+        nb[15] ^= 0x01;
+    it_retarget_pending(dbfile, yb, nb);
+}
+
 void it_set_grade(fieldsync_db *db, const char *id, int64_t grade)
 {
     fieldsync_record *r;

@@ -80,6 +80,10 @@ void it_id_bytes(const char *text, unsigned char out[16]);
  * [c4 10][16 bytes]...). Aborts unless exactly one such change is there. */
 void it_retarget_pending(const char *dbfile, const unsigned char from[16],
                          const unsigned char to[16]);
+/* Gives the pending create of record y in replica file dbfile (it_retarget_pending) a new id
+ * that shares record x's first 9 bytes, its abbreviation (protocol §3.1), and differs from
+ * x; nb gets the new id's bytes. */
+void it_share_abbrev(const char *dbfile, const char *x, const char *y, unsigned char nb[16]);
 /* Loads child record id on db, sets its grade and saves it. */
 void it_set_grade(fieldsync_db *db, const char *id, int64_t grade);
 
