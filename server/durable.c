@@ -250,11 +250,3 @@ void durable_poll(server *srv)
     session_release_held(srv);
     live_release_held(srv);
 }
-
-void durable_wait_all(server *srv)
-{
-    while (srv->dur_on && srv->dur_done < srv->dur_gen) {
-        nanosleep(&(struct timespec){0, 200000L}, NULL);
-        durable_poll(srv);
-    }
-}

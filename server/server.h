@@ -473,7 +473,6 @@ void durable_commit_begin(server *srv); /* just before its COMMIT: a new generat
 void durable_commit_end(server *srv);  /* after it (or its failure): the thread syncs */
 uint64_t durable_tag(const server *srv); /* the gen for a frame queued now (0: not held) */
 void durable_poll(server *srv);        /* releases what the thread has synced */
-void durable_wait_all(server *srv);    /* blocks until every commit is synced (shutdown) */
 /* session.c / web_live.c: write what is no longer held; drop what is (the sync failed:
  * sessions get INTERNAL, which closes; live pages are closed). */
 void session_release_held(server *srv);
