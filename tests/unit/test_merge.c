@@ -1633,6 +1633,68 @@ static void test_crash_recovery(void)
     remove_store_files(path);
 }
 
+/* The records of `fields`, by their first byte (0..255), written so far: seen[b] counts
+ * the states of the record whose id starts with b. */
+static void fields_by_first_byte(store *st, int seen[256])
+{
+    memset(seen, 0, 256 * sizeof *seen);
+    sqlite3_stmt *q;
+    CHECK_INT(sqlite3_prepare_v2(store_db(st), "SELECT record FROM fields", -1, &q, NULL), ==,
+              SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        seen[((const uint8_t *)sqlite3_column_blob(q, 0))[0]]++;
+    sqlite3_finalize(q);
+}
+
+/* A chunked flush writes the dirty states in sweeps by key (the order of `fields`), not the
+ * oldest first: forty children created in descending key order, chunks of 30 states (ten
+ * children of three fields), written from the lowest key up while the watermark waits for
+ * the oldest (the highest key); the fourth chunk ends the sweep and moves it to the end. */
+static void test_flush_sweep(void)
+{
+    char path[] = "/tmp/fs-test-sweep-XXXXXX";
+    temp_store_path(path);
+    store *st = open_store(path, STORE_AUTHORITY);
+    store_set_flush_threshold(st, 1000000);
+    store_set_flush_chunk(st, 30);
+    device d;
+    device_init(&d, "钱老师", R_VISITOR);
+    rid_t kids[40];
+    for (int i = 0; i < 40; i++) {
+        new_id(&kids[i]);
+        kids[i].b[0] = (uint8_t)(200 - i); /* created first = greatest key */
+        change c;
+        child_create(&c, &kids[i], tick(), &d, "钱小");
+        ACCEPT(st, &c);
+    }
+    int seen[256];
+    fields_by_first_byte(st, seen);
+    for (int b = 0; b < 256; b++)
+        CHECK_INT(seen[b], ==, 0);
+    rid_t late;
+    new_id(&late);
+    late.b[0] = 250;
+    for (int chunk = 1; chunk <= 4; chunk++) {
+        /* the threshold at the dirty count: this batch writes one chunk of 30 exactly */
+        store_set_flush_threshold(st, (size_t)(123 - 27 * (chunk - 1)));
+        change c;
+        child_create(&c, &late, tick(), &d, "钱晚");
+        late.b[15]++; /* a new child each time, dirtied after the sweep began */
+        ACCEPT(st, &c);
+        fields_by_first_byte(st, seen);
+        for (int i = 0; i < 40; i++) /* kids[39] has the lowest key: 161 */
+            CHECK_INT(seen[kids[i].b[0]], ==, (39 - i < 10 * chunk ? 3 : 0));
+        CHECK_INT(seen[250], ==, 0);
+        char v[32] = "0";
+        store_meta_get(st, "materialized_seq", v, sizeof v);
+        /* the oldest state (kids[0], seq 1) is written by the fourth chunk only; then the
+         * late children (seq 41 on) are the oldest */
+        CHECK_INT(strtoull(v, NULL, 10), ==, (chunk < 4 ? 0 : 40));
+    }
+    store_close(st);
+    remove_store_files(path);
+}
+
 /* Incremental flush (store_set_flush_chunk): a process runs every rule with a flush of two
  * states per commit from five dirty states on, one field edited again and again meanwhile
  * (it holds chunks open), and dies after a partial flush. The reopened store (fields up to
@@ -2483,6 +2545,7 @@ int main(void)
     test_reopen_clock();
     test_crash_recovery();
     test_chunked_flush_crash();
+    test_flush_sweep();
     test_two_handles();
     test_replica_duplicates();
     test_merge_out_and_check();
