@@ -864,7 +864,9 @@ int main(int argc, char **argv)
     if (!failed) {
         snprintf(path, sizeof path, "%s/bench-apply-raw-%d.db", o.dir, (int)pid);
         raw_cpu = bh_self_cpu();
-        failed |= bh_raw_insert(path, bodies, off, w.n_edits, (size_t)o.batch, false, &raw_s,
+        /* the authority's page size when it runs: its ratio is to the same pages */
+        failed |= bh_raw_insert(path, bodies, off, w.n_edits, (size_t)o.batch, false,
+                                o.authority ? STORE_AUTHORITY_PAGE_SIZE : 0, &raw_s,
                                 &raw_written) != 0;
         raw_cpu = bh_self_cpu() - raw_cpu; /* includes creating and removing the file */
     }

@@ -505,7 +505,7 @@ int main(int argc, char **argv)
     double raw_s;
     char raw_path[1200];
     snprintf(raw_path, sizeof raw_path, "%s/raw.db", dir);
-    if (bh_raw_insert(raw_path, full.p, full.off, full.n, 500, true, &raw_s, NULL))
+    if (bh_raw_insert(raw_path, full.p, full.off, full.n, 500, true, 0, &raw_s, NULL))
         goto out;
 
     printf("\n  %-34s %10s  %s\n", "step", "time", "");

@@ -16,12 +16,14 @@
  *
  * The physical reference: the full-form bodies the server's log stores for these edits (same
  * author, device, role), inserted into a fresh SQLite file in the same folder with the
- * store's PRAGMAs, B rows per transaction, one prepared statement (bh_raw_insert). The
- * server can never beat that; the target is >= 1/3 of it and >= 150,000 changes/s.
+ * store's PRAGMAs and page size (STORE_AUTHORITY_PAGE_SIZE), B rows per transaction, one
+ * prepared statement (bh_raw_insert). The server can never beat that; the target is >= 1/3
+ * of it and >= 150,000 changes/s.
  *
  * Usage: bench_ingest [--changes N] [--batch B] [--runs R] [--dir DIR] [--raw] [--quick]
  */
 #include "harness.h"
+#include "store.h"
 
 #include "fakedata.h"
 #include "hlc.h"
@@ -278,7 +280,7 @@ static int run_once(const options *o, const schema *s, const wire_dicts *dicts, 
     char raw[1200];
     snprintf(raw, sizeof raw, "%s/raw.db", dir);
     if (bh_raw_insert(raw, w.edits_full.p, w.edits_full.off, w.edits_full.n, (size_t)o->batch,
-                      true, &r->raw_secs, NULL))
+                      true, STORE_AUTHORITY_PAGE_SIZE, &r->raw_secs, NULL))
         goto out;
     ret = 0;
 out:

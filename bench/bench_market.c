@@ -18,6 +18,7 @@
  *                     [--keep] [--raw] [--quick] [--help]
  */
 #include "market.h"
+#include "store.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -156,7 +157,8 @@ int main(int argc, char **argv)
     char raw_path[1200];
     snprintf(raw_path, sizeof raw_path, "%s/raw.db", m.run_dir);
     double raw_s = 0;
-    bh_raw_insert(raw_path, all.p, all.off, all.n, per_tx ? per_tx : 1, true, &raw_s, NULL);
+    bh_raw_insert(raw_path, all.p, all.off, all.n, per_tx ? per_tx : 1, true,
+                  STORE_AUTHORITY_PAGE_SIZE, &raw_s, NULL);
     bh_blobs_free(&all);
 
     bh_proc p;

@@ -515,7 +515,8 @@ uint64_t bh_written_bytes(void)
 }
 
 int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, size_t n,
-                  size_t batch, bool full_sync, double *secs, uint64_t *written)
+                  size_t batch, bool full_sync, int page_size, double *secs,
+                  uint64_t *written)
 {
     *secs = 0;
     if (written)
@@ -527,7 +528,11 @@ int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL))
         goto out;
     sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_exec(db,
+    char ps[48] = ""; /* before journal_mode, like the store's */
+    if (page_size)
+        snprintf(ps, sizeof ps, "PRAGMA page_size=%d;", page_size);
+    if (sqlite3_exec(db, ps, NULL, NULL, NULL) ||
+        sqlite3_exec(db,
                      full_sync ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                      NULL, NULL, NULL) ||

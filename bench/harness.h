@@ -107,12 +107,15 @@ int bh_json_str(const char *json, const char *key, char *out, size_t cap);
 
 /* Inserts rows bodies[off[i]..off[i+1]) into a fresh SQLite file at path (INTEGER PRIMARY KEY,
  * the store's PRAGMAs: WAL, 8 MB cache, synchronous=FULL when full_sync (as fieldsyncd and
- * the SDK commit, store_set_synchronous) else NORMAL (store_open's default)), `batch` rows
- * per transaction, one reused prepared statement; removes the file after. *secs = time in
+ * the SDK commit, store_set_synchronous) else NORMAL (store_open's default), page_size when
+ * not 0 (STORE_AUTHORITY_PAGE_SIZE to compare with the server's store; 0: SQLite's default,
+ * a replica's)), `batch` rows per transaction, one reused prepared statement; removes the
+ * file after. *secs = time in
  * the inserts and commits; *written (if not NULL) = bytes passed to write(2) meanwhile.
  * Returns 0 or -1. */
 int bh_raw_insert(const char *path, const uint8_t *bodies, const uint32_t *off, size_t n,
-                  size_t batch, bool full_sync, double *secs, uint64_t *written);
+                  size_t batch, bool full_sync, int page_size, double *secs,
+                  uint64_t *written);
 /* Bytes this process has passed to write(2) so far (/proc/self/io wchar), or 0 if unknown. */
 uint64_t bh_written_bytes(void);
 void bh_remove_db(const char *path); /* path, -wal, -shm, -journal */

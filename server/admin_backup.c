@@ -186,7 +186,17 @@ int cmd_restore(admin_ctx *a)
         goto done;
     }
     sqlite3_busy_timeout(dst, 5000);
-    int brc = copy_db(dst, src);
+    /* a backup has its store's page size (a store made before 16 KiB pages has 4 KiB);
+     * SQLite copies into a WAL file only of the same page size, so the store leaves WAL for
+     * the copy and takes the backup's (the daemon is stopped: the lock above) */
+    bool relog = scalar(src, "PRAGMA page_size") != scalar(dst, "PRAGMA page_size");
+    int brc = relog ? sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL)
+                    : SQLITE_OK;
+    if (brc == SQLITE_OK)
+        brc = copy_db(dst, src);
+    if (relog && sqlite3_exec(dst, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK &&
+        brc == SQLITE_DONE)
+        brc = sqlite3_errcode(dst);
     if (brc != SQLITE_DONE) {
         rc = admin_fail(a, SRV_EXIT_STORE, "restore into %s failed: %s (the store is unchanged)",
                         a->db_path, sqlite3_errstr(brc));

@@ -109,7 +109,11 @@ int srvdb_open(const char *path, bool create, sqlite3 **out, fs_error *e)
     sqlite3_extended_result_codes(db, 1);
     /* the engine's settings (store.c), durable like the server's store (--sync full): an
      * enrolment, a revocation or a password change survives a power failure */
-    int rc = srvdb_exec(db,
+    char page_size[48]; /* before journal_mode: a new file is made by the first (store.h) */
+    snprintf(page_size, sizeof page_size, "PRAGMA page_size=%d;", STORE_AUTHORITY_PAGE_SIZE);
+    int rc = srvdb_exec(db, page_size, e);
+    if (!rc)
+        rc = srvdb_exec(db,
                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                         "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;",
                         e);

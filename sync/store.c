@@ -375,12 +375,16 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
     }
     sqlite3_busy_timeout(st->db, 5000);
     sqlite3_extended_result_codes(st->db, 1);
+    char page_size[48] = "";
+    if (mode == STORE_AUTHORITY) /* before journal_mode: a new file is made by the first */
+        snprintf(page_size, sizeof page_size, "PRAGMA page_size=%d;", STORE_AUTHORITY_PAGE_SIZE);
     /* An 8 MB page cache: the field states and record headers the batches read are cached
      * in the handle (centry, rcache), and the log is appended, never re-read while applying;
      * a bigger cache only kept growing (one malloc and fresh pages per new log page:
      * profiled at ~13% of a replica's apply in a new process; 32 MB cost ~20% more CPU per
      * change than 8 MB in bench_apply) where a full one recycles clean pages. */
-    if (sqlite3_exec(st->db,
+    if (sqlite3_exec(st->db, page_size, NULL, NULL, NULL) ||
+        sqlite3_exec(st->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                      "PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;"
                      "PRAGMA cache_size=-8000; PRAGMA temp_store=MEMORY;",

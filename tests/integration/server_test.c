@@ -1583,7 +1583,21 @@ static void test_admin_data(int argc, char **argv)
     CHECK_INT(daemon_stop(&w.d, SIGTERM), ==, 0);
     CHECK_INT(admin_run(t, out, sizeof out, NULL, "restore", "/nonexistent.db", NULL), ==, 2);
     CHECK_INT(admin_run(t, out, sizeof out, NULL, "restore", csv, NULL), ==, 3);
+    /* a new store has 16 KiB pages, and so has its backup; a store made before (4 KiB
+     * pages, as this one is made now) still takes it */
+    CHECK_INT(device_num(&w, &w.ana, "PRAGMA page_size"), ==, STORE_AUTHORITY_PAGE_SIZE);
+    sqlite3 *db;
+    CHECK_OK(sqlite3_open(t->db, &db));
+    CHECK_OK(sqlite3_exec(db,
+                          "PRAGMA journal_mode=DELETE; PRAGMA page_size=4096; VACUUM;"
+                          "PRAGMA journal_mode=WAL;",
+                          NULL, NULL, NULL));
+    sqlite3_close(db);
+    CHECK_INT(device_num(&w, &w.ana, "PRAGMA page_size"), ==, 4096);
     CHECK_INT(admin_run(t, out, sizeof out, NULL, "restore", bak, NULL), ==, 0);
+    CHECK_INT(device_num(&w, &w.ana, "PRAGMA page_size"), ==, STORE_AUTHORITY_PAGE_SIZE);
+    CHECK_INT(device_num(&w, &w.ana, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"),
+              ==, 1);
     daemon_start(t, &w.d, NULL);
     fsc v;
     open_ok(&v, &w, &w.val);
