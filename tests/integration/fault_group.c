@@ -449,9 +449,10 @@ static void test_commitfail(int argc, char **argv)
 static void test_diskfull(int argc, char **argv)
 {
     group_test g;
-    /* pushes of 40 children with names of 64 bytes (~6 KiB of log each): more than the free
-     * room in the pages the store already has, so a push in the full store must grow it */
-    gt_init(&g, argc, argv, 40, 64);
+    /* pushes of 160 children with names of 64 bytes (~24 KiB of log each): more than the
+     * free room in the pages the store already has (16 KiB pages: STORE_AUTHORITY_PAGE_SIZE),
+     * so a push in the full store must grow it */
+    gt_init(&g, argc, argv, 160, 64);
     int at;
     int r = gt_run_to_fault(&g, "group_disk_full:2", "disk full at push", "at push ", &at);
     CHECK_INT(at, ==, 2); /* the second push of a group: the group had two or more */
