@@ -137,13 +137,16 @@ static void hello_note_add(server *srv, const wire_hello *h, uint64_t dseq_at)
     if (srv->n_notes == srv->cap_notes) {
         size_t cap = srv->cap_notes ? srv->cap_notes * 2 : 64;
         hello_note *n = realloc(srv->notes, cap * sizeof *n);
-        if (!n) { /* best effort: write this one now, as before */
-            srvdb_device_seen(srv->db, &h->device, h->agent, h->agent_len);
-            srvdb_device_health(srv->db, &h->device, h->has_pending, h->pending, dseq_at);
-            return;
+        if (n) {
+            srv->notes = n;
+            srv->cap_notes = cap;
+        } else {
+            hello_notes_write(srv); /* out of memory: write those noted so far, reuse */
+            if (!srv->cap_notes) {
+                srv_log(SLOG_WARN, "out of memory: a hello's device bookkeeping not written");
+                return;
+            }
         }
-        srv->notes = n;
-        srv->cap_notes = cap;
     }
     hello_note *n = &srv->notes[srv->n_notes++];
     n->device = h->device;
