@@ -2397,6 +2397,41 @@ static void expect_resends(store *st, const change *c1, const change *c2, uint64
     REFUSE(st, &x, FS_ESEQ_MISMATCH);
 }
 
+/* A change re-sent inside the push that first brought it: its log row is still this batch's
+ * (written at the batch's end), and the answer comes from it: the same again is a
+ * duplicate with its seq, the same dseq with another body a mismatch. */
+static void test_resend_in_batch(void)
+{
+    char path[] = "/tmp/fs-test-inbatch-XXXXXX";
+    temp_store_path(path);
+    store *a = open_store(path, STORE_AUTHORITY);
+    device d;
+    device_init(&d, "孙老师", R_VISITOR);
+    rid_t kid;
+    new_id(&kid);
+    change c[4];
+    child_create(&c[0], &kid, tick(), &d, "孙小梅");
+    c[1] = c[0];
+    ch_begin(&c[2], CHILD, &kid, tick(), c[0].hlc, &d);
+    ch_text(&c[2], CHILD, "school", "向阳小学");
+    c[3] = c[2];
+    ch_text(&c[3], CHILD, "school", "不同小学");
+    apply_result r[4];
+    fs_error e = {0};
+    CHECK_OK(store_apply_batch(a, c, 4, NULL, r, &e));
+    CHECK_INT(r[0].status, ==, APPLY_ACCEPTED);
+    CHECK_INT(r[1].status, ==, APPLY_DUPLICATE);
+    CHECK_INT(r[1].seq, ==, r[0].seq);
+    CHECK_INT(r[2].status, ==, APPLY_ACCEPTED);
+    CHECK_INT(r[2].seq, ==, r[0].seq + 1);
+    CHECK_INT(r[3].status, ==, APPLY_REFUSED);
+    CHECK_INT(r[3].code, ==, FS_ESEQ_MISMATCH);
+    CHECK_INT(last_seq(a), ==, r[2].seq);
+    check_text(a, &kid, CHILD, "school", "向阳小学");
+    store_close(a);
+    remove_store_files(path);
+}
+
 static void test_authority_resends(void)
 {
     const char *path = "/tmp/fs-test-merge-resend.db";
@@ -2551,6 +2586,7 @@ int main(void)
     test_merge_out_and_check();
     test_refused_whole_in_place();
     test_authority_resends();
+    test_resend_in_batch();
     /* behaviour the engine once got wrong (soft checks) */
     test_escalate_concurrent_raises(st);
     test_workflow_concurrent_furthest_first(st);
