@@ -36,7 +36,7 @@ enum stmt_id {
     S_LOG_INSERT, S_LOG_INSERT8, S_LOG_INSERT64, S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
     S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_HAS_CHILD, S_REC_CHILD_SCOPE,
     S_REC_PREFIX,
-    S_FIELD_GET, S_FIELD_PUT,
+    S_FIELD_GET, S_FIELD_PUT, S_FIELD_PUT8, S_FIELD_PUT64,
     S_DEVSEQ_GET, S_DEVSEQ_PUT,
     S_REFUSED_GET, S_REFUSED_PUT,
     S_REVIEW_OPEN, S_REVIEW_CLOSE,
@@ -48,6 +48,13 @@ enum stmt_id {
 #define LOG_ROW "(?,?,?,?,?,?,?,?)" /* the columns above: 8 parameters a row */
 #define LOG_ROWS8 LOG_ROW "," LOG_ROW "," LOG_ROW "," LOG_ROW "," LOG_ROW "," LOG_ROW "," \
     LOG_ROW "," LOG_ROW
+
+#define FIELD_PUT                                                                          \
+    "INSERT OR REPLACE INTO fields(record, field, value, version, whlc, wdev, wseq, author, "  \
+    "aux) VALUES "
+#define FIELD_ROW "(?,?,?,?,?,?,?,?,?)" /* the columns above: 9 parameters a row */
+#define FIELD_ROWS8 FIELD_ROW "," FIELD_ROW "," FIELD_ROW "," FIELD_ROW "," FIELD_ROW "," \
+    FIELD_ROW "," FIELD_ROW "," FIELD_ROW
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -98,8 +105,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_REC_PREFIX] = "SELECT id FROM records WHERE id BETWEEN ?1 AND ?2 LIMIT 2",
     [S_FIELD_GET] = "SELECT value, version, whlc, wdev, wseq, author, aux FROM fields "
                     "WHERE record = ?1 AND field = ?2",
-    [S_FIELD_PUT] = "INSERT OR REPLACE INTO fields(record, field, value, version, whlc, wdev, "
-                    "wseq, author, aux) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* a flush's states, 1, 8 or 64 to a statement (fields_write) */
+    [S_FIELD_PUT] = FIELD_PUT FIELD_ROW,
+    [S_FIELD_PUT8] = FIELD_PUT FIELD_ROWS8,
+    [S_FIELD_PUT64] = FIELD_PUT FIELD_ROWS8 "," FIELD_ROWS8 "," FIELD_ROWS8 "," FIELD_ROWS8 ","
+                      FIELD_ROWS8 "," FIELD_ROWS8 "," FIELD_ROWS8 "," FIELD_ROWS8,
     [S_DEVSEQ_GET] = "SELECT max_dseq FROM devseq WHERE device = ?1",
     [S_DEVSEQ_PUT] = "INSERT INTO devseq(device, max_dseq) VALUES (?1, ?2) "
                      "ON CONFLICT(device) DO UPDATE SET max_dseq = max(max_dseq, excluded.max_dseq)",
@@ -580,34 +590,59 @@ static int field_load(store *st, const rid_t *record, const schema_field *f, fie
     return rc ? FS_EIO : 0;
 }
 
-static int field_save(store *st, const rid_t *record, const schema_field *f,
-                      const field_state *fs)
+/* Writes the states e[0, n) to `fields`, 64 to a statement (then 8, then 1): one statement
+ * keeps its cursors open from row to row (see log_write; a standalone test of 99,000 rows in
+ * key order: 12.2k → 8.8k instructions a row). Returns 0, FS_EIO or FS_ENOMEM. */
+static int fields_write(store *st, centry *const *e, size_t n)
 {
-    msgpack_packer pk;
-    st->buf.size = 0;
-    msgpack_packer_init(&pk, &st->buf, msgpack_sbuffer_write);
-    if (value_pack(&pk, &fs->value))
-        return FS_ENOMEM;
-    size_t vlen = st->buf.size;
-    if (merge_aux_pack(&pk, f, fs))
-        return FS_ENOMEM;
-    size_t alen = st->buf.size - vlen;
-    sqlite3_stmt *s = stmt(st, S_FIELD_PUT);
-    if (!s)
-        return FS_EIO;
-    sqlite3_bind_blob(s, 1, record->b, 16, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, f->num);
-    sqlite3_bind_blob(s, 3, st->buf.data, (int)vlen, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, (sqlite3_int64)fs->version);
-    sqlite3_bind_int64(s, 5, (sqlite3_int64)fs->whlc);
-    sqlite3_bind_blob(s, 6, fs->wdev.b, 16, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 7, (sqlite3_int64)fs->wseq);
-    sqlite3_bind_text(s, 8, fs->author, -1, SQLITE_STATIC);
-    if (alen)
-        sqlite3_bind_blob(s, 9, st->buf.data + vlen, (int)alen, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : FS_EIO;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc;) {
+        size_t left = n - i, k = left >= 64 ? 64 : left >= 8 ? 8 : 1;
+        size_t voff[64], vlen[64], alen[64];
+        msgpack_packer pk;
+        st->buf.size = 0;
+        msgpack_packer_init(&pk, &st->buf, msgpack_sbuffer_write);
+        for (size_t j = 0; j < k && !rc; j++) {
+            const centry *c = e[i + j];
+            const schema_type *t = schema_type_by_id(st->s, c->type);
+            const schema_field *f = t ? schema_field_by_num(t, c->field) : NULL;
+            voff[j] = st->buf.size;
+            if (!f)
+                rc = FS_EIO;
+            else if (value_pack(&pk, &c->st.value))
+                rc = FS_ENOMEM;
+            vlen[j] = st->buf.size - voff[j];
+            if (!rc && merge_aux_pack(&pk, f, &c->st))
+                rc = FS_ENOMEM;
+            alen[j] = st->buf.size - voff[j] - vlen[j];
+        }
+        sqlite3_stmt *q =
+            rc ? NULL : stmt(st, k == 64 ? S_FIELD_PUT64 : k == 8 ? S_FIELD_PUT8 : S_FIELD_PUT);
+        if (!q) {
+            rc = rc ? rc : FS_EIO;
+            break;
+        }
+        const char *bytes = st->buf.data;
+        for (size_t j = 0; j < k; j++) {
+            const centry *c = e[i + j];
+            int at = (int)j * 9;
+            sqlite3_bind_blob(q, at + 1, c->record.b, 16, SQLITE_STATIC);
+            sqlite3_bind_int(q, at + 2, c->field);
+            sqlite3_bind_blob(q, at + 3, bytes + voff[j], (int)vlen[j], SQLITE_STATIC);
+            sqlite3_bind_int64(q, at + 4, (sqlite3_int64)c->st.version);
+            sqlite3_bind_int64(q, at + 5, (sqlite3_int64)c->st.whlc);
+            sqlite3_bind_blob(q, at + 6, c->st.wdev.b, 16, SQLITE_STATIC);
+            sqlite3_bind_int64(q, at + 7, (sqlite3_int64)c->st.wseq);
+            sqlite3_bind_text(q, at + 8, c->st.author, -1, SQLITE_STATIC);
+            if (alen[j])
+                sqlite3_bind_blob(q, at + 9, bytes + voff[j] + vlen[j], (int)alen[j],
+                                  SQLITE_STATIC);
+        }
+        rc = sqlite3_step(q) == SQLITE_DONE ? 0 : FS_EIO;
+        sqlite3_reset(q);
+        i += k;
+    }
+    return rc;
 }
 
 /* ---- the field-state cache ------------------------------------------------------------ */
@@ -990,16 +1025,8 @@ static int flush_some(store *st, size_t max, fs_error *e)
     size_t n = 0, from = 0;
     if (!rc)
         rc = flush_pick(st, max, last, &n, &w, &from);
-    for (size_t i = 0; i < n && !rc; i++) {
-        centry *c = st->fbuf[i];
-        const schema_type *t = schema_type_by_id(st->s, c->type);
-        const schema_field *f = t ? schema_field_by_num(t, c->field) : NULL;
-        if (!f) {
-            rc = FS_EIO;
-            break;
-        }
-        rc = field_save(st, &c->record, f, &c->st);
-    }
+    if (!rc)
+        rc = fields_write(st, st->fbuf, n);
     /* another handle may have materialized further (its flush wrote exactly the rows up to
      * its watermark, and none of ours after w touched what we wrote): never move back */
     char v[32];
