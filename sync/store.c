@@ -4,9 +4,9 @@
  * Design notes
  * - Each accepted change costs one log row (sequential rowid plus, on the authority, the
  *   log_scope index, which grows at one point per scope; written a batch at a time: see
- *   log_write), one record lookup, and per field a merge in the field-state cache. The cache is written to `fields` by store_flush in bulk: a
- *   batch's commit then writes a few sequential log pages instead of one random page per
- *   edited field (profiled: COMMIT and checkpoints of those random pages were ~45% of the
+ *   log_write), one record lookup, and per field a merge in the field-state cache. The
+ *   cache is written to `fields` by store_flush in bulk: a batch's commit then writes a few
+ *   sequential log pages instead of one random page per edited field (profiled: COMMIT and checkpoints of those random pages were ~45% of the
  *   time). The log stays the truth: open and a failed batch replay it after
  *   meta.materialized_seq. Values and rule state are MessagePack blobs so the field table
  *   has one shape for every kind.
@@ -33,10 +33,11 @@
 
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK, S_SYNC_FULL, S_SYNC_NORMAL,
-    S_LOG_INSERT, S_LOG_INSERT8, S_LOG_INSERT64, S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
+    S_LOG_INSERT, S_LOG_INSERT8, S_LOG_INSERT64, /* in this order: rows_next */
+    S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
     S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_HAS_CHILD, S_REC_CHILD_SCOPE,
     S_REC_PREFIX,
-    S_FIELD_GET, S_FIELD_PUT, S_FIELD_PUT8, S_FIELD_PUT64,
+    S_FIELD_GET, S_FIELD_PUT, S_FIELD_PUT8, S_FIELD_PUT64, /* in this order: rows_next */
     S_DEVSEQ_GET, S_DEVSEQ_PUT,
     S_REFUSED_GET, S_REFUSED_PUT,
     S_REVIEW_OPEN, S_REVIEW_CLOSE,
@@ -185,14 +186,14 @@ typedef struct centry {
     uint8_t type;        /* record type, for the flush */
     uint8_t field;
     bool dirty;          /* merged since the last flush */
-    uint64_t lo, hi;     /* dirty: log seq of the first and the last unflushed change merged */
     field_state st;
 } centry;
 
 /* A dirty cache entry in a flush's lists (see flush_pick). */
 typedef struct dent {
     uint64_t key;        /* the record's first 8 bytes, big-endian: `fields` key order */
-    uint64_t lo;         /* fresh: e->lo; in the sweep: the least lo from here to its end */
+    uint64_t lo;         /* fresh: the log seq of the entry's first unflushed change; in the
+                          * sweep: the least lo from here to its end */
     centry *e;
 } dent;
 
@@ -590,6 +591,15 @@ static int field_load(store *st, const rid_t *record, const schema_field *f, fie
     return rc ? FS_EIO : 0;
 }
 
+/* Rows for the next multi-row statement when `left` are to be written: 64, 8 or 1; *id is
+ * its statement among id1 (one row), id1 + 1 (8) and id1 + 2 (64). */
+static size_t rows_next(size_t left, enum stmt_id id1, enum stmt_id *id)
+{
+    size_t k = left >= 64 ? 64 : left >= 8 ? 8 : 1;
+    *id = (enum stmt_id)(id1 + (k == 64 ? 2 : k == 8));
+    return k;
+}
+
 /* Writes the states e[0, n) to `fields`, 64 to a statement (then 8, then 1): one statement
  * keeps its cursors open from row to row (see log_write; a standalone test of 99,000 rows in
  * key order: 12.2k → 8.8k instructions a row). Returns 0, FS_EIO or FS_ENOMEM. */
@@ -597,7 +607,8 @@ static int fields_write(store *st, centry *const *e, size_t n)
 {
     int rc = 0;
     for (size_t i = 0; i < n && !rc;) {
-        size_t left = n - i, k = left >= 64 ? 64 : left >= 8 ? 8 : 1;
+        enum stmt_id id;
+        size_t k = rows_next(n - i, S_FIELD_PUT, &id);
         size_t voff[64], vlen[64], alen[64];
         msgpack_packer pk;
         st->buf.size = 0;
@@ -616,8 +627,7 @@ static int fields_write(store *st, centry *const *e, size_t n)
                 rc = FS_ENOMEM;
             alen[j] = st->buf.size - voff[j] - vlen[j];
         }
-        sqlite3_stmt *q =
-            rc ? NULL : stmt(st, k == 64 ? S_FIELD_PUT64 : k == 8 ? S_FIELD_PUT8 : S_FIELD_PUT);
+        sqlite3_stmt *q = rc ? NULL : stmt(st, id);
         if (!q) {
             rc = rc ? rc : FS_EIO;
             break;
@@ -906,9 +916,9 @@ static void dent_sort(dent *d, dent *tmp, size_t n)
 /*
  * Incremental flush. A flush writes some dirty states and moves materialized_seq to a
  * watermark W below every row that a state left unwritten lacks in `fields`: replaying the
- * rows after W at open then rebuilds the same cache. Each dirty entry records the log seq
- * of its first and last unflushed change (lo, hi), so W = the least lo left dirty, minus one
- * (the last log seq when none is).
+ * rows after W at open then rebuilds the same cache. Each dirty entry's dent records the log
+ * seq of its first unflushed change (lo), so W = the least lo left dirty, minus one (the
+ * last log seq when none is).
  *
  * A whole flush (max >= the dirty count) writes every state: W is the last row. Otherwise
  * the states are written in a sweep by key: when a sweep begins, the dirty entries (`fresh`,
@@ -988,10 +998,8 @@ static int flush_pick(store *st, size_t max, uint64_t last, size_t *n, uint64_t 
  * are in `fields` and log_by_record; the cache stays bounded. */
 static void flush_done(store *st, uint64_t w, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         st->fbuf[i]->dirty = false;
-        st->fbuf[i]->lo = st->fbuf[i]->hi = 0;
-    }
     st->n_dirty -= n;
     if (w > st->materialized)
         st->materialized = w;
@@ -1357,9 +1365,9 @@ static int log_write(store *st)
 {
     int rc = 0;
     for (size_t i = 0; i < st->n_plog && !rc;) {
-        size_t left = st->n_plog - i, k = left >= 64 ? 64 : left >= 8 ? 8 : 1;
-        sqlite3_stmt *q = stmt(st, k == 64 ? S_LOG_INSERT64 : k == 8 ? S_LOG_INSERT8
-                                                                     : S_LOG_INSERT);
+        enum stmt_id id;
+        size_t k = rows_next(st->n_plog - i, S_LOG_INSERT, &id);
+        sqlite3_stmt *q = stmt(st, id);
         if (!q) {
             rc = FS_EIO;
             break;
@@ -2096,12 +2104,9 @@ static int apply_one(store *st, const change *c, const apply_raw *raw, const app
             for (int b = 0; b < 8; b++)
                 key = key << 8 | ce->record.b[b];
             ce->dirty = true;
-            ce->lo = r->seq;
             st->fresh[st->n_fresh++] = (dent){.key = key, .lo = r->seq, .e = ce};
             st->n_dirty++;
         }
-        if (r->seq > ce->hi)
-            ce->hi = r->seq;
     }
     if (authority)
         hlc_advance(&st->clock, c->hlc); /* its drift was checked above */
