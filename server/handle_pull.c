@@ -113,8 +113,9 @@ int handle_pull(session *s, mpr *r, uint32_t count)
     msgpack_packer_init(&p->pk, &srv->tmp, msgpack_sbuffer_write);
     int rc = 0;
     if (s->scope.kind != SCOPE_CHILDREN) {
-        /* village scopes: only the rows of the user's villages, through the log's (scope,
-         * seq) index, so a pull costs what the device receives, not the whole log */
+        /* village scopes: only the rows of the user's villages, through the log's runs of
+         * each village (log_runs), so a pull costs what the device receives, not the whole
+         * log */
         size_t cap = 3 + s->scope.n_villages * (SRV_CODE_MAX + 3);
         char *json = malloc(cap);
         if (!json) {

@@ -2,9 +2,9 @@
  * store.c — the replica store. See store.h for the tables and the transaction contract.
  *
  * Design notes
- * - Each accepted change costs one log row (sequential rowid plus, on the authority, the
- *   log_scope index, which grows at one point per scope; written a batch at a time: see
- *   log_write), one record lookup, and per field a merge in the field-state cache. The
+ * - Each accepted change costs one log row (sequential rowid; on the authority, a batch's
+ *   rows of one village are one row of log_runs, see runs_add; written a batch at a time:
+ *   see log_write), one record lookup, and per field a merge in the field-state cache. The
  *   cache is written to `fields` by store_flush in bulk: a batch's commit then writes a few
  *   sequential log pages instead of one random page per edited field (profiled: COMMIT and checkpoints of those random pages were ~45% of the
  *   time). The log stays the truth: open and a failed batch replay it after
@@ -34,7 +34,8 @@
 enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK, S_SYNC_FULL, S_SYNC_NORMAL,
     S_LOG_INSERT, S_LOG_INSERT8, S_LOG_INSERT64, /* in this order: rows_next */
-    S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_SCAN_SCOPES, S_LOG_HISTORY, S_LOG_LAST, S_LOG_ALL, S_LOG_INDEX,
+    S_LOG_BY_DEV, S_LOG_BODY, S_LOG_FIND, S_LOG_SCAN, S_LOG_RANGE, S_LOG_HISTORY, S_LOG_LAST,
+    S_LOG_ALL, S_LOG_INDEX, S_RUN_PUT, S_RUN_SCAN,
     S_REC_GET, S_REC_INSERT, S_REC_SET_SCOPE, S_REC_HAS_CHILD, S_REC_CHILD_SCOPE,
     S_REC_PREFIX,
     S_FIELD_GET, S_FIELD_PUT, S_FIELD_PUT8, S_FIELD_PUT64, /* in this order: rows_next */
@@ -77,16 +78,20 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOG_FIND] = "SELECT 1 FROM log_by_record x JOIN log l ON l.seq = x.seq "
                    "WHERE x.record = ?1 AND l.hlc = ?2 AND l.device = ?3 AND l.dseq = ?4",
     [S_LOG_SCAN] = "SELECT seq, body, scope FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    /* authority only (log_scope index): the rows of some scopes, each scope's range walked
-     * through the index, merged in log order */
-    [S_LOG_SCAN_SCOPES] = "SELECT seq, body, scope FROM log WHERE scope IN "
-                          "(SELECT value FROM json_each(?3)) AND seq > ?1 ORDER BY seq LIMIT ?2",
+    /* the rows of one run (store_log_scan_scopes): a range of the rowid */
+    [S_LOG_RANGE] = "SELECT seq, body, scope FROM log WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
     [S_LOG_HISTORY] = "SELECT l.seq, l.body, l.scope FROM log_by_record x JOIN log l "
                       "ON l.seq = x.seq WHERE x.record = ?1 ORDER BY x.seq",
     [S_LOG_LAST] = "SELECT coalesce(max(seq), 0) FROM log",
     [S_LOG_ALL] = "SELECT seq, body FROM log WHERE seq > ?1 ORDER BY seq",
     [S_LOG_INDEX] = "INSERT OR IGNORE INTO log_by_record(record, seq) "
                     "SELECT record, seq FROM log WHERE seq > ?1 AND seq <= ?2",
+    /* authority only: log_runs (runs_add) */
+    [S_RUN_PUT] = "INSERT INTO log_runs(scope, last, first) VALUES (?1, ?2, ?3)",
+    /* the runs of some scopes that end after ?1, in log order (they never overlap): at most
+     * ?2, since each holds at least one row after ?1 */
+    [S_RUN_SCAN] = "SELECT first, last FROM log_runs WHERE scope IN "
+                   "(SELECT value FROM json_each(?3)) AND last > ?1 ORDER BY first LIMIT ?2",
     [S_REC_GET] = "SELECT type, scope, created FROM records WHERE id = ?1",
     [S_REC_INSERT] = "INSERT INTO records(id, type, scope, parent, created) "
                      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET "
@@ -149,7 +154,9 @@ static const char *const stmt_sql[S_COUNT] = {
  * open drops it (see drop_log_index).
  */
 static const char *const log_index_sql[] = {
-    [STORE_AUTHORITY] = "CREATE INDEX IF NOT EXISTS log_scope ON log(scope, seq);",
+    [STORE_AUTHORITY] = "CREATE TABLE IF NOT EXISTS log_runs(scope TEXT NOT NULL,"
+                        "  last INTEGER NOT NULL, first INTEGER NOT NULL,"
+                        "  PRIMARY KEY(scope, last)) WITHOUT ROWID;",
     [STORE_REPLICA] = "",
 };
 
@@ -272,6 +279,8 @@ struct store {
     uint32_t *dsidx;         /* hash index into dslots: slot + 1, 0 = free; cap_dslots * 2 */
     struct rcache *rc_tab;   /* record headers seen (records table rows), see rcache_* */
     size_t rc_cap, rc_used;
+    msgpack_sbuffer run_scope; /* authority: the scope of the run being built (runs_add) */
+    uint64_t run_first, run_last; /* its rows; run_last 0: no run open */
     tkey *tail;              /* replica: log rows after `materialized`, in log order */
     size_t tail_cap, tail_used;
     size_t tail_sorted;      /* tail[0, tail_sorted) is in (hlc, device, dseq) order */
@@ -355,12 +364,8 @@ static int save_clock(store *st)
 static int recover(store *st);
 static int catch_up(store *st);
 
-/* A store made before the tail set had a unique index on its log (name: log_change on a
- * replica, log_device on the authority): drop it, after making sure every row up to
- * materialized_seq is in log_by_record, which is_logged and answer_replay rely on. Once per
- * store, in one transaction. (An older fieldsync opening the store again recreates its
- * index, which is harmless: this runs again at the next open.) */
-static int drop_log_index(store *st, const char *name)
+/* Whether the schema has a table or index of this name: 0 with *yes, or FS_EIO. */
+static int has_object(store *st, const char *name, bool *yes)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE name = ?1", -1, &q, NULL))
@@ -368,10 +373,106 @@ static int drop_log_index(store *st, const char *name)
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    if (rc == SQLITE_DONE)
+    *yes = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+/*
+ * The authority's log_runs. A run is a stretch of consecutive log rows of one scope,
+ * [first, last]; rows without a scope are in none. A pull by village (store_log_scan_scopes)
+ * reads the runs of its villages that end after its cursor, in log order, then those ranges
+ * of the log's rowid. The runs replaced an index log_scope on log(scope, seq), which cost an
+ * index entry for every row: ~1.6k instructions a change, and bench_ingest's server time
+ * went from 3.6 to 3.2 us a change without it. A push of one device is mostly one village,
+ * so one run. log_write adds the runs of a batch's rows in the same statement sequence and
+ * transaction as the rows.
+ */
+
+/* Writes the run being built, if any. Returns 0 or FS_EIO. */
+static int runs_end(store *st)
+{
+    if (!st->run_last)
         return 0;
-    if (rc != SQLITE_ROW)
+    uint64_t last = st->run_last;
+    st->run_last = 0;
+    sqlite3_stmt *q = stmt(st, S_RUN_PUT);
+    if (!q)
         return FS_EIO;
+    sqlite3_bind_text(q, 1, st->run_scope.data ? st->run_scope.data : "",
+                      (int)st->run_scope.size, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (sqlite3_int64)last);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)st->run_first);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : FS_EIO;
+    sqlite3_reset(q);
+    return rc;
+}
+
+/* Adds log row seq, of scope (len bytes; NULL: none), to the run being built: the next row
+ * of the same scope extends it, any other row writes it (runs_end) and starts the next.
+ * Rows come in log order. Returns 0, FS_EIO or FS_ENOMEM. */
+static int runs_add(store *st, uint64_t seq, const char *scope, size_t len)
+{
+    if (st->run_last && scope && seq == st->run_last + 1 && len == st->run_scope.size &&
+        (!len || !memcmp(scope, st->run_scope.data, len))) {
+        st->run_last = seq;
+        return 0;
+    }
+    int rc = runs_end(st);
+    if (rc || !scope)
+        return rc;
+    st->run_scope.size = 0;
+    if (len && msgpack_sbuffer_write(&st->run_scope, scope, len))
+        return FS_ENOMEM;
+    st->run_first = st->run_last = seq;
+    return 0;
+}
+
+/* A store made before log_runs has an index log_scope on log(scope, seq) instead, and an
+ * older fieldsync opening a newer store creates it again and adds rows without runs: so
+ * whenever the index is there, open makes the runs again from the whole log (one pass in log
+ * order, memory for one run) and drops the index, in one transaction. */
+static int runs_rebuild(store *st)
+{
+    bool old;
+    int rc = has_object(st, "log_scope", &old);
+    if (rc || !old)
+        return rc;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE; DELETE FROM log_runs;", NULL, NULL, NULL) ||
+        sqlite3_prepare_v2(st->db, "SELECT seq, scope FROM log ORDER BY seq", -1, &q, NULL)) {
+        rc = FS_EIO;
+    }
+    int step = SQLITE_DONE;
+    while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW)
+        rc = runs_add(st, (uint64_t)sqlite3_column_int64(q, 0),
+                      sqlite3_column_type(q, 1) == SQLITE_NULL
+                          ? NULL
+                          : (const char *)sqlite3_column_text(q, 1),
+                      (size_t)sqlite3_column_bytes(q, 1));
+    sqlite3_finalize(q);
+    if (!rc && step != SQLITE_DONE)
+        rc = FS_EIO;
+    if (!rc)
+        rc = runs_end(st);
+    st->run_last = 0;
+    if (rc || sqlite3_exec(st->db, "DROP INDEX log_scope; COMMIT;", NULL, NULL, NULL)) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc ? rc : FS_EIO;
+    }
+    return 0;
+}
+
+/* A store made before the tail set had a unique index on its log (name: log_change on a
+ * replica, log_device on the authority): drop it, after making sure every row up to
+ * materialized_seq is in log_by_record, which is_logged and answer_replay rely on. Once per
+ * store, in one transaction. (An older fieldsync opening the store again recreates its
+ * index, which is harmless: this runs again at the next open.) */
+static int drop_log_index(store *st, const char *name)
+{
+    bool old;
+    int rc = has_object(st, name, &old);
+    if (rc || !old)
+        return rc;
     char sql[512];
     snprintf(sql, sizeof sql,
              "BEGIN IMMEDIATE;"
@@ -401,6 +502,7 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
     msgpack_sbuffer_init(&st->buf);
     msgpack_sbuffer_init(&st->body);
     msgpack_sbuffer_init(&st->plog_bytes);
+    msgpack_sbuffer_init(&st->run_scope);
     field_state_init(&st->scratch);
     int rc;
     /* one handle per thread: SQLite's own mutexes would only cost time */
@@ -428,7 +530,8 @@ int store_open(const char *path, const schema *s, store_mode mode, store **out, 
                      NULL, NULL, NULL) ||
         sqlite3_exec(st->db, migration_sql, NULL, NULL, NULL) ||
         sqlite3_exec(st->db, log_index_sql[mode], NULL, NULL, NULL) ||
-        drop_log_index(st, mode == STORE_REPLICA ? "log_change" : "log_device")) {
+        drop_log_index(st, mode == STORE_REPLICA ? "log_change" : "log_device") ||
+        (mode == STORE_AUTHORITY && runs_rebuild(st))) {
         rc = db_fail(st, e, path);
         goto fail;
     }
@@ -514,6 +617,7 @@ void store_close(store *st)
     msgpack_sbuffer_destroy(&st->buf);
     msgpack_sbuffer_destroy(&st->body);
     msgpack_sbuffer_destroy(&st->plog_bytes);
+    msgpack_sbuffer_destroy(&st->run_scope);
     free(st->plog);
     field_state_destroy(&st->scratch);
     free(st);
@@ -1320,7 +1424,7 @@ static void refuse(apply_result *r, const fs_error *e)
  * plus one at the batch's start, under the write lock) and keeps its row in memory; log_write
  * inserts them, 64 to a statement, after the batch's changes were applied (and before
  * anything in the batch reads the log). One statement keeps its cursors open from row to
- * row, so SQLite appends to the log's rowid B-tree and to the log_scope index without
+ * row, so SQLite appends to the log's rowid B-tree (and, then, its scope index) without
  * descending from the root for each row: measured, 10.0k instead of 13.8k instructions a row
  * (callgrind, 100,000 rows of one scope). The rows are never pending outside
  * store_apply_batch.
@@ -1391,6 +1495,15 @@ static int log_write(store *st)
         sqlite3_reset(q);
         i += k;
     }
+    /* the authority's runs of these rows (the rows' seqs follow each other) */
+    for (size_t i = 0; i < st->n_plog && !rc && st->mode == STORE_AUTHORITY; i++) {
+        const plog *p = &st->plog[i];
+        rc = runs_add(st, p->seq, p->has_scope ? st->plog_bytes.data + p->scope_off : NULL,
+                      p->scope_len);
+    }
+    if (!rc)
+        rc = runs_end(st);
+    st->run_last = 0;
     st->n_plog = 0;
     st->plog_bytes.size = 0;
     return rc;
@@ -2455,27 +2568,33 @@ int store_last_seq(store *st, uint64_t *out)
     return rc == SQLITE_ROW ? 0 : FS_EIO;
 }
 
-static int scan_rows(sqlite3_stmt *s, size_t max, store_log_fn fn, void *ctx, uint64_t *last)
+/* Steps s, a query of (seq, body, scope) rows, passing each row to fn while fewer than max
+ * rows were visited (*n counts them, over several calls) and fn returned 0 (else *stopped).
+ * *last receives the seq of each row visited. Resets s. Returns 0 or FS_EIO. */
+static int scan_rows_from(sqlite3_stmt *s, size_t max, store_log_fn fn, void *ctx,
+                          uint64_t *last, size_t *n, bool *stopped)
 {
-    int rc;
-    size_t n = 0;
-    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    int rc = SQLITE_DONE;
+    while (*n < max && !*stopped && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
         const char *scope = sqlite3_column_type(s, 2) == SQLITE_TEXT
                                 ? (const char *)sqlite3_column_text(s, 2)
                                 : NULL;
         if (last)
             *last = seq;
-        n++;
-        if (fn(ctx, seq, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), scope))
-            break;
-    }
-    if (n < max && rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        sqlite3_reset(s);
-        return FS_EIO;
+        ++*n;
+        *stopped = fn(ctx, seq, sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                      scope) != 0;
     }
     sqlite3_reset(s);
-    return 0;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FS_EIO;
+}
+
+static int scan_rows(sqlite3_stmt *s, size_t max, store_log_fn fn, void *ctx, uint64_t *last)
+{
+    size_t n = 0;
+    bool stopped = false;
+    return scan_rows_from(s, max, fn, ctx, last, &n, &stopped);
 }
 
 int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void *ctx,
@@ -2494,15 +2613,34 @@ int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void 
 int store_log_scan_scopes(store *st, uint64_t after, size_t max, const char *scopes_json,
                           store_log_fn fn, void *ctx, uint64_t *last)
 {
-    sqlite3_stmt *s = stmt(st, S_LOG_SCAN_SCOPES);
-    if (!s)
+    if (st->mode != STORE_AUTHORITY)
+        return FS_EINVAL; /* a replica has no log_runs */
+    sqlite3_stmt *r = stmt(st, S_RUN_SCAN);
+    if (!r)
         return FS_EIO;
     if (last)
         *last = after;
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
-    sqlite3_bind_text(s, 3, scopes_json, -1, SQLITE_STATIC);
-    return scan_rows(s, max, fn, ctx, last);
+    sqlite3_bind_int64(r, 1, (sqlite3_int64)after);
+    sqlite3_bind_int64(r, 2, (sqlite3_int64)max);
+    sqlite3_bind_text(r, 3, scopes_json, -1, SQLITE_STATIC);
+    size_t n = 0;
+    bool stopped = false;
+    int rc = 0, step = SQLITE_DONE;
+    /* the runs in log order, each run's rows after `after` */
+    while (!rc && n < max && !stopped && (step = sqlite3_step(r)) == SQLITE_ROW) {
+        uint64_t first = (uint64_t)sqlite3_column_int64(r, 0);
+        uint64_t end = (uint64_t)sqlite3_column_int64(r, 1);
+        sqlite3_stmt *s = stmt(st, S_LOG_RANGE);
+        if (!s) {
+            rc = FS_EIO;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)(first > after ? first : after + 1));
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)end);
+        rc = scan_rows_from(s, max, fn, ctx, last, &n, &stopped);
+    }
+    sqlite3_reset(r);
+    return rc ? rc : step == SQLITE_ROW || step == SQLITE_DONE ? 0 : FS_EIO;
 }
 
 int store_history(store *st, const rid_t *record, store_log_fn fn, void *ctx)

@@ -215,9 +215,10 @@ int store_log_scan(store *st, uint64_t after, size_t max, store_log_fn fn, void 
                    uint64_t *last);
 
 /* Like store_log_scan, but only the rows whose scope is in scopes_json (a JSON array of
- * strings, borrowed for the call), through the authority's (scope, seq) index: a pull of a
- * village costs the village's rows, not the whole log. *last receives the sequence of the
- * last row visited; fewer than max rows visited means none of those scopes is after it. */
+ * strings, borrowed for the call), through the authority's log_runs (stretches of rows of
+ * one scope): a pull of a village costs the village's rows, not the whole log. *last
+ * receives the sequence of the last row visited; fewer than max rows visited means none of
+ * those scopes is after it. Authority only: FS_EINVAL on a replica. */
 int store_log_scan_scopes(store *st, uint64_t after, size_t max, const char *scopes_json,
                           store_log_fn fn, void *ctx, uint64_t *last);
 

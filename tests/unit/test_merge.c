@@ -147,12 +147,18 @@ static void ch_set(change *c, const schema_type *t, const char *name, uint64_t a
 }
 
 /* Record creates with their required fields. */
-static void child_create(change *c, const rid_t *id, uint64_t hlc, device *d, const char *name)
+static void child_in(change *c, const rid_t *id, uint64_t hlc, device *d, const char *name,
+                     const char *village)
 {
     ch_begin(c, CHILD, id, hlc, 0, d);
     ch_text(c, CHILD, "name", name);
-    ch_text(c, CHILD, "village", "500101001");
+    ch_text(c, CHILD, "village", village);
     ch_enum(c, CHILD, "risk_level", "low");
+}
+
+static void child_create(change *c, const rid_t *id, uint64_t hlc, device *d, const char *name)
+{
+    child_in(c, id, hlc, d, name, "500101001");
 }
 
 static void report_create(change *c, const rid_t *id, const rid_t *child, uint64_t hlc,
@@ -2432,6 +2438,159 @@ static void test_resend_in_batch(void)
     remove_store_files(path);
 }
 
+/* ---- pulls by village: log_runs -------------------------------------------------------- */
+
+typedef struct scan_out {
+    uint64_t seq[64];
+    size_t n;
+    size_t stop_after; /* the callback stops after this many rows (0: never) */
+} scan_out;
+
+static int scan_collect(void *ctx, uint64_t seq, const void *body, size_t len,
+                        const char *scope)
+{
+    (void)body;
+    (void)len;
+    (void)scope;
+    scan_out *o = ctx;
+    CHECK_INT(o->n, <, 64);
+    o->seq[o->n++] = seq;
+    return o->stop_after && o->n == o->stop_after;
+}
+
+/* The log rows of the scopes in `in` (an SQL list) after `after`, from the log itself. */
+static size_t scope_truth(store *st, const char *in, uint64_t after, uint64_t *out)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT seq FROM log WHERE scope IN (%s) AND seq > ?1 ORDER BY seq",
+             in);
+    sqlite3_stmt *q;
+    CHECK_INT(sqlite3_prepare_v2(store_db(st), sql, -1, &q, NULL), ==, SQLITE_OK);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)after);
+    size_t n = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        CHECK_INT(n, <, 64);
+        out[n++] = (uint64_t)sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* store_log_scan_scopes gives exactly the rows of those scopes, in log order, from every
+ * cursor, a page of any size at a time, and stops where the callback does. */
+static void check_scope_scans(store *st)
+{
+    static const struct {
+        const char *json, *in;
+    } sets[] = {
+        {"[\"500101001\"]", "'500101001'"},
+        {"[\"500101002\"]", "'500101002'"},
+        {"[\"500101001\",\"500101003\"]", "'500101001','500101003'"},
+        {"[\"500101002\",\"500101003\",\"500101009\"]", "'500101002','500101003','500101009'"},
+        {"[\"500101009\"]", "'500101009'"},
+    };
+    uint64_t end = last_seq(st);
+    for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+        for (uint64_t after = 0; after <= end; after++) {
+            uint64_t want[64];
+            size_t n_want = scope_truth(st, sets[k].in, after, want);
+            for (size_t max = 1; max <= n_want + 1; max++) {
+                /* pages of max rows, each from the last row of the one before */
+                scan_out o = {.n = 0};
+                uint64_t cur = after, last = 0;
+                for (;;) {
+                    size_t before = o.n;
+                    CHECK_OK(store_log_scan_scopes(st, cur, max, sets[k].json, scan_collect, &o,
+                                                   &last));
+                    CHECK_INT(o.n - before, <=, max);
+                    if (o.n - before < max)
+                        break;
+                    CHECK_INT(last, >, cur);
+                    cur = last;
+                }
+                CHECK_INT(o.n, ==, n_want);
+                for (size_t i = 0; i < n_want; i++)
+                    CHECK_INT(o.seq[i], ==, want[i]);
+            }
+            if (n_want >= 2) { /* the callback stops after the second row */
+                scan_out o = {.n = 0, .stop_after = 2};
+                uint64_t last = 0;
+                CHECK_OK(store_log_scan_scopes(st, after, 100, sets[k].json, scan_collect, &o,
+                                               &last));
+                CHECK_INT(o.n, ==, 2);
+                CHECK_INT(last, ==, want[1]);
+            }
+        }
+    }
+}
+
+static void test_scope_runs(void)
+{
+    char path[] = "/tmp/fs-test-runs-XXXXXX";
+    temp_store_path(path);
+    store *a = open_store(path, STORE_AUTHORITY);
+    device d;
+    device_init(&d, "钱社工", R_VISITOR);
+    static const char *const villages[] = {"500101001", "500101001", "500101002", "500101001",
+                                           "500101003", "500101003", "500101002"};
+    enum { NV = sizeof villages / sizeof villages[0] };
+    rid_t kid[NV];
+    change c[NV + 2];
+    for (size_t i = 0; i < NV; i++) {
+        new_id(&kid[i]);
+        child_in(&c[i], &kid[i], tick(), &d, "周小雨", villages[i]);
+    }
+    /* one batch: villages interleaved, so several runs; then visits of the first child and
+     * of a child of 500101003 in a batch of their own */
+    apply_result r[NV];
+    fs_error e = {0};
+    CHECK_OK(store_apply_batch(a, c, NV, NULL, r, &e));
+    for (size_t i = 0; i < NV; i++)
+        CHECK_INT(r[i].status, ==, APPLY_ACCEPTED);
+    rid_t v[2];
+    new_id(&v[0]);
+    new_id(&v[1]);
+    visit_create(&c[0], &v[0], &kid[0], tick(), &d);
+    visit_create(&c[1], &v[1], &kid[5], tick(), &d);
+    CHECK_OK(store_apply_batch(a, c, 2, NULL, r, &e));
+    CHECK_INT(r[0].status, ==, APPLY_ACCEPTED);
+    CHECK_INT(r[1].status, ==, APPLY_ACCEPTED);
+    /* a run is a stretch of one scope: 1-2, 3, 4, 5-6, 7 in the first batch, 8 and 9 */
+    CHECK_INT(count_rows(a, "SELECT count(*) FROM log_runs"), ==, 7);
+    check_scope_scans(a);
+    CHECK_INT(store_log_scan_scopes(a, 0, 10, "[\"500101001\"]", scan_collect,
+                                    &(scan_out){.n = 0}, NULL),
+              ==, 0);
+    store_close(a);
+
+    /* a store of an earlier format (an index log_scope, no runs), or one an older fieldsync
+     * added rows to (the index made again, runs missing): open makes the runs again */
+    static const char *const older[] = {
+        "DROP TABLE log_runs; CREATE INDEX log_scope ON log(scope, seq);",
+        "DELETE FROM log_runs WHERE scope = '500101003'; CREATE INDEX log_scope ON "
+        "log(scope, seq);",
+    };
+    for (size_t k = 0; k < 2; k++) {
+        sqlite3 *db;
+        CHECK_INT(sqlite3_open(path, &db), ==, SQLITE_OK);
+        CHECK_INT(sqlite3_exec(db, older[k], NULL, NULL, NULL), ==, SQLITE_OK);
+        sqlite3_close(db);
+        a = open_store(path, STORE_AUTHORITY);
+        CHECK_INT(count_rows(a, "SELECT count(*) FROM sqlite_master WHERE name = 'log_scope'"), ==,
+                  0);
+        CHECK_INT(count_rows(a, "SELECT count(*) FROM log_runs"), ==, 7);
+        check_scope_scans(a);
+        store_close(a);
+    }
+    /* a replica has no runs */
+    store *rep = open_store(":memory:", STORE_REPLICA);
+    CHECK_INT(store_log_scan_scopes(rep, 0, 10, "[\"500101001\"]", scan_collect,
+                                    &(scan_out){.n = 0}, NULL),
+              ==, FS_EINVAL);
+    store_close(rep);
+    remove_store_files(path);
+}
+
 static void test_authority_resends(void)
 {
     const char *path = "/tmp/fs-test-merge-resend.db";
@@ -2587,6 +2746,7 @@ int main(void)
     test_refused_whole_in_place();
     test_authority_resends();
     test_resend_in_batch();
+    test_scope_runs();
     /* behaviour the engine once got wrong (soft checks) */
     test_escalate_concurrent_raises(st);
     test_workflow_concurrent_furthest_first(st);
