@@ -185,6 +185,11 @@ void store_set_flush_threshold(store *st, size_t n);
  * state later" in docs/architecture.md for the watermark. */
 void store_set_flush_chunk(store *st, size_t n);
 
+/* Sets how many clean (written) field states the cache keeps after a flush (default 200,000):
+ * past it, a flush drops them all, and the next change of each field reads it again. Tests
+ * set it low to run that path. */
+void store_set_cache_max_clean(store *st, size_t n);
+
 /* Highest device sequence the authority has consumed for device (0 if none). */
 int store_device_seq(store *st, const rid_t *device, uint64_t *out);
 

@@ -244,7 +244,7 @@ static long opt_flush_chunk = 0;
 
 /* Incremental flushes (store_set_flush_chunk) must not change any state either: partial
  * flushes, the replay after a failed batch over a partly written table, re-sends found
- * through a tail set cut at the watermark. Drawn from a copy of r, so that the case's own
+ * through a tail set cut at the watermark, states dropped from the cache and read again. Drawn from a copy of r, so that the case's own
  * stream (and what a seed reproduces) does not depend on it. */
 static void flush_chunk_opts(store *st, const rng *r)
 {
@@ -257,6 +257,10 @@ static void flush_chunk_opts(store *st, const rng *r)
         store_set_flush_threshold(st, (size_t)rng_range(&c, 1, 64));
         store_set_flush_chunk(st, (size_t)rng_range(&c, 1, 4));
     }
+    /* and a cache that drops its clean states at every flush, or nearly: a field is then
+     * read again from the table, even one of a record this store saw created */
+    if (rng_pct(&c, 30))
+        store_set_cache_max_clean(st, (size_t)rng_range(&c, 0, 16));
 }
 
 static uint64_t dev_wall(void *ctx)

@@ -2591,6 +2591,37 @@ static void test_scope_runs(void)
     remove_store_files(path);
 }
 
+/* A record the store saw created has all its field states in the cache, so a field the
+ * cache lacks is empty without reading `fields`, until the cache drops states: then an
+ * older edit must lose to the newer value read back from the table, not win over an empty
+ * state. On both kinds of store. */
+static void test_created_then_dropped(void)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        store *st = open_store(":memory:", mode ? STORE_REPLICA : STORE_AUTHORITY);
+        device a, b;
+        device_init(&a, "冯老师", R_VISITOR);
+        device_init(&b, "陈干部", R_VISITOR);
+        rid_t kid;
+        new_id(&kid);
+        change c;
+        uint64_t h0 = tick(), h1 = tick(), h2 = tick();
+        child_create(&c, &kid, h0, &a, "冯小禾");
+        ACCEPT(st, &c);
+        ch_begin(&c, CHILD, &kid, h2, h0, &a);
+        ch_text(&c, CHILD, "school", "新学校");
+        ACCEPT(st, &c);
+        /* written, then every clean state dropped */
+        store_set_cache_max_clean(st, 0);
+        CHECK_OK(store_flush(st, NULL));
+        ch_begin(&c, CHILD, &kid, h1, h0, &b); /* older than the school above */
+        ch_text(&c, CHILD, "school", "旧学校");
+        ACCEPT(st, &c);
+        check_text(st, &kid, CHILD, "school", "新学校");
+        store_close(st);
+    }
+}
+
 static void test_authority_resends(void)
 {
     const char *path = "/tmp/fs-test-merge-resend.db";
@@ -2747,6 +2778,7 @@ int main(void)
     test_authority_resends();
     test_resend_in_batch();
     test_scope_runs();
+    test_created_then_dropped();
     /* behaviour the engine once got wrong (soft checks) */
     test_escalate_concurrent_raises(st);
     test_workflow_concurrent_furthest_first(st);
