@@ -1517,10 +1517,10 @@ static int log_write(store *st)
         i += k;
     }
     /* the authority's runs of these rows (the rows' seqs follow each other) */
+    const char *bytes = st->plog_bytes.data ? st->plog_bytes.data : ""; /* all empty */
     for (size_t i = 0; i < st->n_plog && !rc && st->mode == STORE_AUTHORITY; i++) {
         const plog *p = &st->plog[i];
-        rc = runs_add(st, p->seq, p->has_scope ? st->plog_bytes.data + p->scope_off : NULL,
-                      p->scope_len);
+        rc = runs_add(st, p->seq, p->has_scope ? bytes + p->scope_off : NULL, p->scope_len);
     }
     if (!rc)
         rc = runs_end(st);
