@@ -2582,11 +2582,22 @@ static void test_scope_runs(void)
         check_scope_scans(a);
         store_close(a);
     }
-    /* a replica has no runs */
+    /* a replica has no runs; its log rows keep their scope, or none: a visit of a child not
+     * pulled yet has none, after a row that has one (the same statement, bound again) */
     store *rep = open_store(":memory:", STORE_REPLICA);
     CHECK_INT(store_log_scan_scopes(rep, 0, 10, "[\"500101001\"]", scan_collect,
                                     &(scan_out){.n = 0}, NULL),
               ==, FS_EINVAL);
+    rid_t orphan, stranger;
+    new_id(&orphan);
+    new_id(&stranger);
+    child_in(&c[0], &kid[0], tick(), &d, "周小雨", "500101002");
+    visit_create(&c[1], &orphan, &stranger, tick(), &d);
+    CHECK_OK(store_apply_batch(rep, c, 1, NULL, r, &e));
+    CHECK_OK(store_apply_batch(rep, c + 1, 1, NULL, r, &e));
+    CHECK_INT(r[0].status, ==, APPLY_ACCEPTED);
+    CHECK_INT(count_rows(rep, "SELECT count(*) FROM log WHERE scope = '500101002'"), ==, 1);
+    CHECK_INT(count_rows(rep, "SELECT count(*) FROM log WHERE scope IS NULL"), ==, 1);
     store_close(rep);
     remove_store_files(path);
 }
