@@ -1538,8 +1538,7 @@ static int log_write(store *st)
         rc = runs_add(st, p->seq, p->has_scope ? bytes + p->scope_off : NULL, p->scope_len);
     }
     if (!rc)
-        rc = runs_end(st);
-    st->run_last = 0;
+        rc = runs_end(st); /* (a failed runs_add or runs_end leaves no run open) */
     st->n_plog = 0;
     st->plog_bytes.size = 0;
     return rc;
