@@ -10,37 +10,36 @@
 
 #include "hlc.h"
 #include "mpr.h"
+#include "mpw.h"
 
 #include <stddef.h>
 #include <string.h>
 
-int value_pack(msgpack_packer *pk, const fs_value *v)
+/* Appends v to w; FS_EINVAL for a value of no kind. */
+static int value_put(mpw *w, const fs_value *v)
 {
-    int rc = 0;
     switch (v->kind) {
-    case VAL_NIL: rc = msgpack_pack_nil(pk); break;
-    case VAL_INT: rc = msgpack_pack_int64(pk, v->u.i); break;
-    case VAL_BOOL: rc = v->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
-    case VAL_STR:
-        rc = msgpack_pack_str(pk, v->u.s.len);
-        if (!rc)
-            rc = msgpack_pack_str_body(pk, v->u.s.p, v->u.s.len);
-        break;
-    case VAL_REF:
-        rc = msgpack_pack_bin(pk, 16);
-        if (!rc)
-            rc = msgpack_pack_bin_body(pk, v->u.ref.b, 16);
-        break;
+    case VAL_NIL: mpw_nil(w); break;
+    case VAL_INT: mpw_int(w, v->u.i); break;
+    case VAL_BOOL: mpw_bool(w, v->u.b); break;
+    case VAL_STR: mpw_str(w, v->u.s.p, v->u.s.len); break;
+    case VAL_REF: mpw_bin(w, v->u.ref.b, 16); break;
     case VAL_SET:
-        rc = msgpack_pack_array(pk, 2);
-        if (!rc)
-            rc = msgpack_pack_uint64(pk, v->u.set.add);
-        if (!rc)
-            rc = msgpack_pack_uint64(pk, v->u.set.rm);
+        mpw_array(w, 2);
+        mpw_uint(w, v->u.set.add);
+        mpw_uint(w, v->u.set.rm);
         break;
     default: return FS_EINVAL;
     }
-    return rc ? FS_ENOMEM : 0;
+    return 0;
+}
+
+int value_pack(msgpack_packer *pk, const fs_value *v)
+{
+    mpw w;
+    mpw_init(&w, pk);
+    int rc = value_put(&w, v);
+    return mpw_end(&w) ? FS_ENOMEM : rc;
 }
 
 /* ---- compact clocks (push form) ------------------------------------------------------
@@ -79,14 +78,17 @@ static uint64_t rid_ms(const rid_t *id)
 }
 
 /* Packs clock relative to ref_ms; pair forces [d, counter] even when the counter is 0. */
-static int pack_clock(msgpack_packer *pk, uint64_t clock, uint64_t ref_ms, bool pair)
+static void pack_clock(mpw *w, uint64_t clock, uint64_t ref_ms, bool pair)
 {
     int64_t d = (int64_t)hlc_physical_ms(clock) - (int64_t)ref_ms; /* both < 2^48 */
     uint16_t counter = (uint16_t)(clock & 0xffff);
-    if (!counter && !pair && d >= 0)
-        return msgpack_pack_uint64(pk, (uint64_t)d);
-    return msgpack_pack_array(pk, 2) | msgpack_pack_int64(pk, d) |
-           msgpack_pack_uint16(pk, counter);
+    if (!counter && !pair && d >= 0) {
+        mpw_uint(w, (uint64_t)d);
+        return;
+    }
+    mpw_array(w, 2);
+    mpw_int(w, d);
+    mpw_uint(w, counter);
 }
 
 /* Reads a push-form clock. Returns 0, FS_EDEC_* (COUNT for a pair that is not two elements)
@@ -146,35 +148,35 @@ int change_pack(msgpack_packer *pk, const change *c, bool full)
     if (full && c->abbrev)
         return FS_EINVAL; /* the log, pulls and the ledger carry full ids only */
     uint32_t id_len = c->abbrev ? CHANGE_ABBREV_LEN : 16;
-    int rc = msgpack_pack_array(pk, full ? 9 : 6);
-    rc |= msgpack_pack_uint8(pk, c->type);
-    rc |= msgpack_pack_bin(pk, id_len);
-    rc |= msgpack_pack_bin_body(pk, c->record.b, id_len);
+    mpw w;
+    mpw_init(&w, pk);
+    mpw_array(&w, full ? 9 : 6);
+    mpw_uint(&w, c->type);
+    mpw_bin(&w, c->record.b, id_len);
     if (full) { /* the log's form (sync/store.c reads it): absolute clocks */
-        rc |= msgpack_pack_uint64(pk, c->hlc);
-        rc |= msgpack_pack_uint64(pk, c->base);
+        mpw_uint(&w, c->hlc);
+        mpw_uint(&w, c->base);
     } else {
         uint64_t id_ms = rid_ms(&c->record);
-        rc |= pack_clock(pk, c->hlc, c->base ? hlc_physical_ms(c->base) : id_ms, false);
+        pack_clock(&w, c->hlc, c->base ? hlc_physical_ms(c->base) : id_ms, false);
         if (c->base)
-            rc |= pack_clock(pk, c->base, id_ms, hlc_physical_ms(c->base) == id_ms);
+            pack_clock(&w, c->base, id_ms, hlc_physical_ms(c->base) == id_ms);
         else
-            rc |= msgpack_pack_uint8(pk, 0);
+            mpw_uint(&w, 0);
     }
-    rc |= msgpack_pack_uint64(pk, c->dseq);
+    mpw_uint(&w, c->dseq);
     if (full) {
-        rc |= msgpack_pack_bin(pk, 16);
-        rc |= msgpack_pack_bin_body(pk, c->device.b, 16);
-        rc |= msgpack_pack_str(pk, c->author_len);
-        rc |= msgpack_pack_str_body(pk, c->author, c->author_len);
-        rc |= msgpack_pack_uint8(pk, c->role);
+        mpw_bin(&w, c->device.b, 16);
+        mpw_str(&w, c->author, c->author_len);
+        mpw_uint(&w, c->role);
     }
-    rc |= msgpack_pack_map(pk, c->n_fields);
+    mpw_map(&w, c->n_fields);
+    int rc = 0;
     for (uint32_t i = 0; i < c->n_fields && !rc; i++) {
-        rc |= msgpack_pack_uint8(pk, c->fields[i].num);
-        rc |= value_pack(pk, &c->fields[i].v);
+        mpw_uint(&w, c->fields[i].num);
+        rc = value_put(&w, &c->fields[i].v);
     }
-    return rc ? FS_ENOMEM : 0;
+    return mpw_end(&w) ? FS_ENOMEM : rc;
 }
 
 static bool leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }

@@ -1,7 +1,8 @@
 /*
  * mpr.h — a bounded, allocation-free MessagePack reader.
  *
- * Encoding uses msgpack-c's packer (msgpack_sbuffer + msgpack_packer). Decoding untrusted
+ * Encoding uses msgpack-c's packer (msgpack_sbuffer + msgpack_packer); changes and values,
+ * the hot part, go through mpw.h into the same packer, in fewer calls. Decoding untrusted
  * bytes uses this reader instead of msgpack_unpack: it reads one value at a time from
  * (buf, len), never allocates, checks every container count against the bytes that remain
  * (each item needs at least one byte), and caps nesting when skipping unknown values. A

@@ -7,7 +7,9 @@
  * prefix of those messages, each in an exact-size heap block (a read past the end is an ASan
  * error in the sanitizer build); each header element and each field value of the wrong type
  * or out of range, with the code and with the fs_error message naming what was wrong; and a
- * message from a newer schema (an extra field, version 2) decoded by version 1.
+ * message from a newer schema (an extra field, version 2) decoded by version 1; and the
+ * packer's bytes (sync/mpw.h) against msgpack-c's own calls on 3,000 random changes, and a
+ * write that fails part-way.
  *
  * CHECK_SOFT / CHECK_INT_SOFT checks do not abort: they print, the test goes on (so every other
  * check still runs and everything is still freed) and main() fails at the end.
@@ -1465,6 +1467,223 @@ static void test_abbrev(void)
     packed_destroy(&fp);
 }
 
+/* ---- the packer's bytes (sync/mpw.h) against msgpack-c's -------------------------------
+ *
+ * change_pack and value_pack write through mpw, which must produce exactly the bytes
+ * msgpack-c's packer does (a re-sent change must be the same bytes; stored bodies are
+ * compared). ref_* below is the packing as it was written with msgpack-c's calls; random
+ * changes with every value kind, integers at each encoding's edges, strings and binaries
+ * around each length boundary and around mpw's buffer size, both forms, compared byte for
+ * byte. Then a callback that fails part-way: FS_ENOMEM, not a success. */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int ref_value(msgpack_packer *pk, const fs_value *v)
+{
+    switch (v->kind) {
+    case VAL_NIL: return msgpack_pack_nil(pk);
+    case VAL_INT: return msgpack_pack_int64(pk, v->u.i);
+    case VAL_BOOL: return v->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case VAL_STR:
+        return msgpack_pack_str(pk, v->u.s.len) | msgpack_pack_str_body(pk, v->u.s.p, v->u.s.len);
+    case VAL_REF: return msgpack_pack_bin(pk, 16) | msgpack_pack_bin_body(pk, v->u.ref.b, 16);
+    case VAL_SET:
+        return msgpack_pack_array(pk, 2) | msgpack_pack_uint64(pk, v->u.set.add) |
+               msgpack_pack_uint64(pk, v->u.set.rm);
+    }
+    return -1;
+}
+
+static uint64_t ref_id_ms(const rid_t *id)
+{
+    uint64_t ms = 0;
+    for (int i = 0; i < 6; i++)
+        ms = ms << 8 | id->b[i];
+    return ms;
+}
+
+static int ref_clock(msgpack_packer *pk, uint64_t clock, uint64_t ref_ms, bool pair)
+{
+    int64_t d = (int64_t)hlc_physical_ms(clock) - (int64_t)ref_ms;
+    uint16_t counter = (uint16_t)(clock & 0xffff);
+    if (!counter && !pair && d >= 0)
+        return msgpack_pack_uint64(pk, (uint64_t)d);
+    return msgpack_pack_array(pk, 2) | msgpack_pack_int64(pk, d) |
+           msgpack_pack_uint16(pk, counter);
+}
+
+static int ref_change(msgpack_packer *pk, const change *c, bool full)
+{
+    uint32_t id_len = c->abbrev ? CHANGE_ABBREV_LEN : 16;
+    int rc = msgpack_pack_array(pk, full ? 9 : 6);
+    rc |= msgpack_pack_uint8(pk, c->type);
+    rc |= msgpack_pack_bin(pk, id_len) | msgpack_pack_bin_body(pk, c->record.b, id_len);
+    if (full) {
+        rc |= msgpack_pack_uint64(pk, c->hlc) | msgpack_pack_uint64(pk, c->base);
+    } else {
+        uint64_t id_ms = ref_id_ms(&c->record);
+        rc |= ref_clock(pk, c->hlc, c->base ? hlc_physical_ms(c->base) : id_ms, false);
+        rc |= c->base ? ref_clock(pk, c->base, id_ms, hlc_physical_ms(c->base) == id_ms)
+                      : msgpack_pack_uint8(pk, 0);
+    }
+    rc |= msgpack_pack_uint64(pk, c->dseq);
+    if (full)
+        rc |= msgpack_pack_bin(pk, 16) | msgpack_pack_bin_body(pk, c->device.b, 16) |
+              msgpack_pack_str(pk, c->author_len) |
+              msgpack_pack_str_body(pk, c->author, c->author_len) |
+              msgpack_pack_uint8(pk, c->role);
+    rc |= msgpack_pack_map(pk, c->n_fields);
+    for (uint32_t i = 0; i < c->n_fields; i++)
+        rc |= msgpack_pack_uint8(pk, c->fields[i].num) | ref_value(pk, &c->fields[i].v);
+    return rc;
+}
+
+/* An integer near one of msgpack's encoding edges, or anywhere. */
+static int64_t edge_int(void)
+{
+    static const int64_t edges[] = {INT64_MIN, -2147483649ll, -2147483648ll, -32769, -32768,
+                                    -129, -128, -33, -32, -1, 0, 1, 127, 128, 255, 256, 65535,
+                                    65536, 4294967295ll, 4294967296ll, INT64_MAX};
+    uint64_t r = rnd();
+    if (r % 4 == 0)
+        return (int64_t)rnd();
+    int64_t v = edges[r / 4 % (sizeof edges / sizeof edges[0])];
+    int64_t k = (int64_t)(rnd() % 3); /* v - 1, v or v + 1, within int64 */
+    return v == INT64_MIN ? v + k : v == INT64_MAX ? v - k : v + k - 1;
+}
+
+/* A length near 32, 256, 240 (mpw's buffer), 65536, or small. */
+static uint32_t edge_len(void)
+{
+    static const uint32_t edges[] = {0, 1, 31, 32, 200, 239, 240, 241, 255, 256, 300, 65535,
+                                     65536};
+    uint32_t v = edges[rnd() % (sizeof edges / sizeof edges[0])];
+    return v + (uint32_t)(rnd() % 3) - (v ? 1 : 0);
+}
+
+static void test_packer_bytes(void)
+{
+    static char text[70000];
+    for (size_t i = 0; i < sizeof text; i++)
+        text[i] = (char)('a' + i % 26);
+    msgpack_sbuffer a, b;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pa, pb;
+    msgpack_packer_init(&pa, &a, msgpack_sbuffer_write);
+    msgpack_packer_init(&pb, &b, msgpack_sbuffer_write);
+    for (int n = 0; n < 3000; n++) {
+        change c;
+        memset(&c, 0, offsetof(change, fields));
+        c.type = (uint8_t)rnd();
+        for (int i = 0; i < 16; i++) {
+            c.record.b[i] = (uint8_t)rnd();
+            c.device.b[i] = (uint8_t)rnd();
+        }
+        uint64_t id_ms = ref_id_ms(&c.record) & ((1ull << 48) - 1);
+        uint64_t ms = (id_ms + rnd() % 100000 - 50000) & ((1ull << 48) - 1);
+        c.hlc = hlc_make(ms, rnd() % 3 ? 0 : (uint16_t)rnd());
+        switch (rnd() % 4) {
+        case 0: c.base = 0; break;
+        case 1: c.base = hlc_make(id_ms, (uint16_t)(rnd() % 2)); break; /* a pair */
+        case 2: c.base = hlc_make((id_ms + rnd() % 1000) & ((1ull << 48) - 1), 0); break;
+        default: c.base = rnd(); break;
+        }
+        c.dseq = (uint64_t)edge_int();
+        c.author = text;
+        c.author_len = rnd() % 2 ? (uint32_t)(rnd() % 70) : edge_len() % 300;
+        c.role = (uint8_t)rnd();
+        c.n_fields = rnd() % 5 == 0 ? CHANGE_MAX_FIELDS : (uint32_t)(rnd() % 6);
+        for (uint32_t i = 0; i < c.n_fields; i++) {
+            change_field *f = &c.fields[i];
+            f->num = (uint8_t)rnd();
+            memset(&f->v, 0, sizeof f->v);
+            f->v.kind = (uint8_t)(rnd() % 6);
+            switch (f->v.kind) {
+            case VAL_INT: f->v.u.i = edge_int(); break;
+            case VAL_BOOL: f->v.u.b = rnd() % 2; break;
+            case VAL_STR:
+                f->v.u.s.p = text;
+                f->v.u.s.len = rnd() % 50 == 0 ? edge_len() : (uint32_t)(rnd() % 260);
+                break;
+            case VAL_REF: memcpy(f->v.u.ref.b, c.record.b, 16); break;
+            case VAL_SET:
+                f->v.u.set.add = (uint64_t)edge_int();
+                f->v.u.set.rm = rnd() >> (rnd() % 64);
+                break;
+            }
+        }
+        for (int full = 0; full < 2; full++) {
+            c.abbrev = !full && rnd() % 4 == 0;
+            a.size = b.size = 0;
+            CHECK_OK(change_pack(&pa, &c, full));
+            CHECK_INT(ref_change(&pb, &c, full), ==, 0);
+            CHECK_INT(a.size, ==, b.size);
+            CHECK(memcmp(a.data, b.data, a.size) == 0);
+        }
+        for (uint32_t i = 0; i < c.n_fields; i++) {
+            a.size = b.size = 0;
+            CHECK_OK(value_pack(&pa, &c.fields[i].v));
+            CHECK_INT(ref_value(&pb, &c.fields[i].v), ==, 0);
+            CHECK_INT(a.size, ==, b.size);
+            CHECK(memcmp(a.data, b.data, a.size) == 0);
+        }
+    }
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* A write callback that fails once `left` bytes were taken. */
+static int failing_write(void *data, const char *buf, size_t len)
+{
+    (void)buf;
+    size_t *left = data;
+    if (len > *left)
+        return -1;
+    *left -= len;
+    return 0;
+}
+
+static void test_packer_failure(void)
+{
+    static char text[1000];
+    memset(text, 'x', sizeof text);
+    change c;
+    ch_init(&c, &S->types[0], hlc_make(NOW, 0), 0, 1, "visitor", 0);
+    /* a long text between two short values: after a failed write of the text, the short
+     * one after it must not make the whole a success */
+    c.n_fields = 3;
+    for (int i = 0; i < 3; i++)
+        c.fields[i].num = (uint8_t)(i + 1);
+    c.fields[0].v = (fs_value){.kind = VAL_INT, .u.i = 5};
+    c.fields[1].v = (fs_value){.kind = VAL_STR, .u.s = {text, sizeof text}};
+    c.fields[2].v = (fs_value){.kind = VAL_INT, .u.i = 7};
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer ok;
+    msgpack_packer_init(&ok, &sb, msgpack_sbuffer_write);
+    CHECK_OK(change_pack(&ok, &c, true));
+    const size_t size = sb.size;
+    msgpack_sbuffer_destroy(&sb);
+    CHECK_INT(size, >, sizeof text);
+    /* every capacity short of the whole change fails, wherever the failing write falls */
+    for (size_t cap = 0; cap <= size; cap++) {
+        size_t left = cap;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &left, failing_write);
+        CHECK_INT(change_pack(&pk, &c, true), ==, cap < size ? FS_ENOMEM : 0);
+        left = cap;
+        CHECK_INT(value_pack(&pk, &c.fields[1].v), ==, cap < sizeof text + 3 ? FS_ENOMEM : 0);
+    }
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -1488,6 +1707,8 @@ int main(void)
     test_stored_values();
     test_decoded_by();
     test_abbrev();
+    test_packer_bytes();
+    test_packer_failure();
     schema_free(S);
     if (soft_checks_failed) {
         fprintf(stderr, "change: %d soft check(s) failed\n", soft_checks_failed);
