@@ -47,8 +47,15 @@ enum stmt_id {
 };
 
 /* seq is not given: SQLite numbers each row max(seq) + 1, which is the seq apply_one gave it
- * (log_begin: the log's last seq plus one); log_write checks the last one */
-#define LOG_INSERT "INSERT INTO log(device, dseq, hlc, type, record, scope, body) VALUES "
+ * (log_begin: the log's last seq plus one); log_write checks the last one. OR FAIL: a row
+ * breaking a NOT NULL (none can: every value is bound) fails the statement without undoing
+ * its earlier rows, which the batch's rollback does anyway. With the default, ABORT, SQLite
+ * keeps a statement journal for every multi-row INSERT inside a transaction: a 16 KiB copy
+ * of each page the statement changes that existed before it, in 1 KiB allocations
+ * (temp_store=MEMORY), ~0.4k instructions a change here. Without it a disk full in the
+ * middle of the statement rolls back the whole transaction (a push group: each push gets
+ * BUSY, none is stored; handle_push.c), not only the statement. */
+#define LOG_INSERT "INSERT OR FAIL INTO log(device, dseq, hlc, type, record, scope, body) VALUES "
 #define LOG_ROW "(?,?,?,?,?,?,?)" /* the columns above: 7 parameters a row */
 #define LOG_ROWS8 LOG_ROW "," LOG_ROW "," LOG_ROW "," LOG_ROW "," LOG_ROW "," LOG_ROW "," \
     LOG_ROW "," LOG_ROW
