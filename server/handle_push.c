@@ -116,8 +116,10 @@ static double seconds_since(const struct timespec *t0)
 static int push_visible(void *ctx, const change *c, const char *stored_scope, fs_error *e)
 {
     session *s = ctx;
-    bool visible = s->scope.kind == SCOPE_CHILDREN ? scope_sees_record(s, &c->record)
-                                                   : scope_has_village(&s->scope, stored_scope);
+    bool visible = s->scope.kind == SCOPE_CHILDREN
+                       ? scope_sees_record(s, &c->record)
+                       : scope_memo_has(s->srv, &s->scope, stored_scope) ||
+                             scope_has_village(&s->scope, stored_scope);
     if (visible)
         return 0;
     const schema_type *t = schema_type_by_id(s->srv->schema, c->type);

@@ -71,6 +71,7 @@ int villages_reload(server *srv)
     free(srv->villages);
     srv->villages = l.v;
     srv->n_villages = l.n;
+    srv->villages_gen++; /* every scope's memo is stale */
     return 0;
 }
 
@@ -292,9 +293,29 @@ int scope_authorize_user(server *srv, const user_scope *sc, const change *c,
     return 0;
 }
 
+bool scope_memo_has(const server *srv, const user_scope *sc, const char *code)
+{
+    return code && sc->memo[0] && sc->memo_gen == srv->villages_gen && !strcmp(code, sc->memo);
+}
+
+/* A push's changes are nearly all in one village: once one was authorized in village V
+ * (a village of the user's and of the server's), a change whose scope before and after
+ * are V is authorized the same way without the binary searches (~0.3k instructions a
+ * change). The memo lives in the session's scope, which a refresh replaces whole, and is
+ * good while the server's village list is the one it was checked against. */
 int scope_authorize(void *ctx, const change *c, const char *scope_before,
                     const char *scope_after, fs_error *e)
 {
     session *s = ctx;
-    return scope_authorize_user(s->srv, &s->scope, c, scope_before, scope_after, e);
+    user_scope *sc = &s->scope;
+    bool villages = sc->kind != SCOPE_CHILDREN;
+    if (villages && scope_memo_has(s->srv, sc, scope_after) &&
+        (!scope_before || scope_memo_has(s->srv, sc, scope_before)))
+        return 0;
+    int rc = scope_authorize_user(s->srv, sc, c, scope_before, scope_after, e);
+    if (!rc && villages) {
+        snprintf(sc->memo, sizeof sc->memo, "%s", scope_after);
+        sc->memo_gen = s->srv->villages_gen;
+    }
+    return rc;
 }

@@ -236,6 +236,10 @@ typedef struct user_scope {
     size_t n_villages;
     rid_t *children;                 /* sorted; SCOPE_CHILDREN; owned */
     size_t n_children;
+    /* the village the last change pushed in this scope was authorized in (scope_authorize):
+     * one of these villages, and of the server's while srv->villages_gen is memo_gen; "" */
+    char memo[SRV_CODE_MAX + 1];
+    uint64_t memo_gen;
 } user_scope;
 
 /* Loads the scope of user into *out (resolving a township to its villages from the
@@ -243,6 +247,9 @@ typedef struct user_scope {
 int scope_load(server *srv, const srv_user *user, user_scope *out);
 void scope_free(user_scope *sc); /* accepts an all-zero scope */
 bool scope_has_village(const user_scope *sc, const char *code);
+/* code is the village sc's last pushed change was authorized in (scope_authorize): a
+ * village of sc and of the server's list. A strcmp instead of two binary searches. */
+bool scope_memo_has(const server *srv, const user_scope *sc, const char *code);
 /* The village cache: all villages, sorted by code; reloaded when the admin changes them. */
 int villages_reload(server *srv);
 const village_entry *village_find(const server *srv, const char *code);
@@ -383,6 +390,7 @@ struct server {
     session *out_head;         /* sessions given frames during the work slice (session.c) */
     unsigned n_sessions;
     village_entry *villages;   /* sorted by code; owned */
+    uint64_t villages_gen;     /* villages_reload()s so far (user_scope.memo) */
     size_t n_villages;
     int64_t data_version;      /* PRAGMA data_version: changes when the admin writes */
     sqlite3_stmt *dv_stmt;

@@ -662,6 +662,30 @@ static void test_scope(int argc, char **argv)
         got = fsc_pull_all(&o, &cur, NULL);
     }
     CHECK_INT(got, ==, 4);
+    /* oz pushes in V1 (the session's scope now remembers V1 as authorized:
+     * scope_authorize's memo); then the admin takes V1 away again: once the session sees it
+     * (its pulls stop returning V1), a push in V1 is refused, one in W1 is not */
+    rid_t oz1, oz2, oz3;
+    new_id(&oz1);
+    new_id(&oz2);
+    new_id(&oz3);
+    change ozc[2];
+    mk_child(&ozc[0], s, &oz1, "东娃", "V1", 2);
+    rawws_push_ok(&o, ozc, 1, res);
+    CHECK_RES(res[0], 0, 0);
+    ADMIN_OK(t, "user", "scope", "oz", "--villages", "W1");
+    got = 1;
+    for (int i = 0; i < 40 && got != 0; i++) {
+        usleep(100000);
+        cur = 0;
+        got = fsc_pull_all(&o, &cur, NULL);
+    }
+    CHECK_INT(got, ==, 0);
+    mk_child(&ozc[0], s, &oz2, "东娃", "V1", 3);
+    mk_child(&ozc[1], s, &oz3, "西妹", "W1", 4); /* a refusal consumes its dseq */
+    rawws_push_ok(&o, ozc, 2, res);
+    CHECK_RES(res[0], 2, FS_ESCOPE);
+    CHECK_RES(res[1], 0, 0);
 
     /* children scope: only the assigned child and the records that hang from it */
     rid_t c3;
