@@ -17,7 +17,8 @@
  * body fails cleanly (each prefix in an exact-size heap block, so a read past the end is an
  * ASan error in the sanitizer build). Limits: a push or changes array claiming 2^32-1 changes
  * fails before anything is reserved (the reader never allocates); a hello token over 128
- * bytes is FS_EDEC_TOOBIG.
+ * bytes is FS_EDEC_TOOBIG. The bytes of wire_pack_result (through sync/mpw.h) against
+ * msgpack-c's own calls, at every integer and length boundary.
  *
  * Changes are built from the schema by type and field NAME, never by number. This test links
  * only libfssync (no fakedata). CHECK_SOFT checks do not abort: they print, the test goes on
@@ -1129,6 +1130,51 @@ static void test_limits(void)
     printf("limits: ok\n");
 }
 
+/* wire_pack_result writes through mpw (sync/mpw.h): its bytes must be msgpack-c's. Results
+ * of every status, dseqs and codes at each integer encoding's edges, texts around each
+ * length boundary and mpw's buffer, against the same packing written with msgpack-c. */
+static void test_result_bytes(void)
+{
+    static char text[70000];
+    memset(text, 'r', sizeof text);
+    static const uint64_t dseqs[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295ull,
+                                     4294967296ull, UINT64_MAX};
+    static const int32_t codes[] = {0, -1, -31, -32, -33, -69, -127, -128, -129, -32768,
+                                    -32769, INT32_MIN, 5, 200, 70000};
+    static const uint32_t lens[] = {0, 1, 31, 32, 200, 239, 240, 241, 255, 256, 65535, 65536};
+    msgpack_sbuffer a, b;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pa, pb;
+    msgpack_packer_init(&pa, &a, msgpack_sbuffer_write);
+    msgpack_packer_init(&pb, &b, msgpack_sbuffer_write);
+    int n = 0;
+    for (size_t i = 0; i < sizeof dseqs / sizeof dseqs[0]; i++)
+        for (uint8_t st = 0; st < 3; st++)
+            for (size_t k = 0; k < (st == 2 ? sizeof codes / sizeof codes[0] : 1); k++)
+                for (size_t l = 0; l < (st == 2 ? sizeof lens / sizeof lens[0] : 1); l++) {
+                    wire_result r = {.dseq = dseqs[i], .status = st, .code = codes[k],
+                                     .text = l % 5 == 4 ? NULL : text,
+                                     .text_len = l % 5 == 4 ? 0 : lens[l]};
+                    a.size = b.size = 0;
+                    CHECK_OK(wire_pack_result(&pa, &r));
+                    bool refused = st == 2;
+                    int rc = msgpack_pack_array(&pb, refused ? 4 : 2) |
+                             msgpack_pack_uint64(&pb, r.dseq) | msgpack_pack_uint8(&pb, st);
+                    if (refused)
+                        rc |= msgpack_pack_int32(&pb, r.code) |
+                              msgpack_pack_str(&pb, r.text_len) |
+                              msgpack_pack_str_body(&pb, r.text ? r.text : "", r.text_len);
+                    CHECK_INT(rc, ==, 0);
+                    CHECK_INT(a.size, ==, b.size);
+                    CHECK(memcmp(a.data, b.data, a.size) == 0);
+                    n++;
+                }
+    CHECK_INT(n, >, 2000);
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 int main(void)
 {
     fs_error e = {0};
@@ -1149,6 +1195,7 @@ int main(void)
     test_frames();
     test_messages();
     test_limits();
+    test_result_bytes();
 
     wire_dicts_free(D);
     schema_free(S);
