@@ -53,12 +53,33 @@ static inline uint8_t *mpw_room(mpw *w, size_t k)
     return w->b + w->n;
 }
 
+/* v's low `bytes` bytes (1, 2, 4 or 8), big-endian. */
 static inline void mpw_be(uint8_t *p, uint64_t v, int bytes)
 {
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
     for (int i = bytes - 1; i >= 0; i--) {
         p[i] = (uint8_t)v;
         v >>= 8;
     }
+#else
+    switch (bytes) {
+    case 1: p[0] = (uint8_t)v; break;
+    case 2: {
+        uint16_t b = __builtin_bswap16((uint16_t)v);
+        memcpy(p, &b, 2);
+        break;
+    }
+    case 4: {
+        uint32_t b = __builtin_bswap32((uint32_t)v);
+        memcpy(p, &b, 4);
+        break;
+    }
+    default: {
+        uint64_t b = __builtin_bswap64(v);
+        memcpy(p, &b, 8);
+    }
+    }
+#endif
 }
 
 /* A tag byte followed by v in `bytes` big-endian bytes. */
