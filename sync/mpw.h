@@ -18,6 +18,8 @@
 #define FS_MPW_H
 
 #include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
