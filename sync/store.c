@@ -304,6 +304,8 @@ struct store {
     devseq_slot *dslots;     /* the current batch's device sequences, in first-use order */
     size_t n_dslots, cap_dslots;
     uint32_t *dsidx;         /* hash index into dslots: slot + 1, 0 = free; cap_dslots * 2 */
+    size_t ds_last;          /* the slot devseq_slot_get returned last, + 1 (0: none): a
+                                batch is mostly one device's, so it is asked first */
     struct rcache *rc_tab;   /* record headers seen (records table rows), see rcache_* */
     size_t rc_cap, rc_used;
     msgpack_sbuffer run_scope; /* authority: the scope of the run being built (runs_add) */
@@ -1723,6 +1725,7 @@ static void devseq_reset(store *st)
     if (st->n_dslots && st->dsidx)
         memset(st->dsidx, 0, st->cap_dslots * 2 * sizeof *st->dsidx);
     st->n_dslots = 0;
+    st->ds_last = 0;
 }
 
 /* Makes room for one more slot: 0, or FS_ENOMEM (the caller then uses the table). */
@@ -1759,12 +1762,16 @@ static int devseq_grow(store *st)
 static devseq_slot *devseq_slot_get(store *st, const rid_t *dev, int *rc)
 {
     *rc = 0;
+    if (st->ds_last && !memcmp(st->dslots[st->ds_last - 1].device.b, dev->b, 16))
+        return &st->dslots[st->ds_last - 1];
     size_t h = rid_hash(dev);
     if (st->cap_dslots)
         for (size_t j = h & (st->cap_dslots * 2 - 1); st->dsidx[j];
              j = (j + 1) & (st->cap_dslots * 2 - 1))
-            if (!rid_cmp(&st->dslots[st->dsidx[j] - 1].device, dev))
+            if (!rid_cmp(&st->dslots[st->dsidx[j] - 1].device, dev)) {
+                st->ds_last = st->dsidx[j];
                 return &st->dslots[st->dsidx[j] - 1];
+            }
     if (devseq_grow(st))
         return NULL;
     devseq_slot *d = &st->dslots[st->n_dslots];
@@ -1792,6 +1799,7 @@ static devseq_slot *devseq_slot_get(store *st, const rid_t *dev, int *rc)
         j = (j + 1) & (st->cap_dslots * 2 - 1);
     st->dsidx[j] = (uint32_t)st->n_dslots + 1;
     st->n_dslots++;
+    st->ds_last = st->n_dslots;
     return d;
 }
 

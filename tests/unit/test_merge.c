@@ -2438,6 +2438,42 @@ static void test_resend_in_batch(void)
     remove_store_files(path);
 }
 
+/* One batch with two devices' changes interleaved (the store keeps each device's sequence
+ * for the batch, and asks first for the device it was asked last): each device's next dseq
+ * is accepted, a re-sent one is a duplicate, a gap is refused, per device. */
+static void test_two_devices_in_batch(void)
+{
+    store *a = open_store(":memory:", STORE_AUTHORITY);
+    device d1, d2;
+    device_init(&d1, "孙老师", R_VISITOR);
+    device_init(&d2, "钱社工", R_VISITOR);
+    rid_t kid[4];
+    change c[6];
+    for (int i = 0; i < 4; i++)
+        new_id(&kid[i]);
+    child_create(&c[0], &kid[0], tick(), &d1, "甲"); /* d1: 1 */
+    child_create(&c[1], &kid[1], tick(), &d2, "乙"); /* d2: 1 */
+    child_create(&c[2], &kid[2], tick(), &d1, "丙"); /* d1: 2 */
+    c[3] = c[1];                                      /* d2: 1 again */
+    child_create(&c[4], &kid[3], tick(), &d2, "丁"); /* d2: 2 */
+    c[5] = c[4];
+    c[5].dseq = 4;                                    /* d2: 4, after 2: a gap */
+    apply_result r[6];
+    fs_error e = {0};
+    CHECK_OK(store_apply_batch(a, c, 6, NULL, r, &e));
+    static const int want[] = {APPLY_ACCEPTED, APPLY_ACCEPTED, APPLY_ACCEPTED, APPLY_DUPLICATE,
+                               APPLY_ACCEPTED, APPLY_REFUSED};
+    for (int i = 0; i < 6; i++)
+        CHECK_INT(r[i].status, ==, want[i]);
+    CHECK_INT(r[5].code, ==, FS_ESEQ_GAP);
+    uint64_t s1, s2;
+    CHECK_OK(store_device_seq(a, &d1.id, &s1));
+    CHECK_OK(store_device_seq(a, &d2.id, &s2));
+    CHECK_INT(s1, ==, 2);
+    CHECK_INT(s2, ==, 2);
+    store_close(a);
+}
+
 /* ---- pulls by village: log_runs -------------------------------------------------------- */
 
 typedef struct scan_out {
@@ -2872,6 +2908,7 @@ int main(void)
     test_refused_whole_in_place();
     test_authority_resends();
     test_resend_in_batch();
+    test_two_devices_in_batch();
     test_scope_runs();
     test_fields_relaxed();
     test_created_then_dropped();
