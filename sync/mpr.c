@@ -8,8 +8,29 @@
 
 #include <string.h>
 
+/* n (1, 2, 4 or 8) big-endian bytes at p. */
 static uint64_t be(const uint8_t *p, int n)
 {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    switch (n) {
+    case 1: return p[0];
+    case 2: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return __builtin_bswap16(v);
+    }
+    case 4: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return __builtin_bswap32(v);
+    }
+    case 8: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return __builtin_bswap64(v);
+    }
+    }
+#endif
     uint64_t v = 0;
     for (int i = 0; i < n; i++)
         v = (v << 8) | p[i];
@@ -127,7 +148,7 @@ static int read_int(mpr *r, bool *neg, uint64_t *mag)
     return 0;
 }
 
-int mpr_u64(mpr *r, uint64_t *out)
+int mpr_u64_any(mpr *r, uint64_t *out)
 {
     const uint8_t *save = r->p;
     bool neg;

@@ -44,7 +44,17 @@ mpr_type mpr_peek(const mpr *r);
 int mpr_nil(mpr *r);                       /* consumes a nil */
 bool mpr_try_nil(mpr *r);                  /* consumes a nil if next, returns whether */
 int mpr_bool(mpr *r, bool *out);
-int mpr_u64(mpr *r, uint64_t *out);        /* any non-negative integer */
+int mpr_u64_any(mpr *r, uint64_t *out);    /* any non-negative integer (mpr_u64's body) */
+/* Any non-negative integer. A positive fixint (most of a change's numbers: its type, field
+ * numbers, small values) is read here, inline; the rest by mpr_u64_any. */
+static inline int mpr_u64(mpr *r, uint64_t *out)
+{
+    if (r->p < r->end && *r->p <= 0x7f) {
+        *out = *r->p++;
+        return 0;
+    }
+    return mpr_u64_any(r, out);
+}
 int mpr_i64(mpr *r, int64_t *out);         /* any integer in int64 range */
 int mpr_u32_max(mpr *r, uint32_t max, uint32_t *out); /* FS_EVALUE_RANGE if > max */
 /* Array / map headers: count checked against max and against the bytes left. */
