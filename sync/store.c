@@ -1762,7 +1762,7 @@ static int devseq_grow(store *st)
 static devseq_slot *devseq_slot_get(store *st, const rid_t *dev, int *rc)
 {
     *rc = 0;
-    if (st->ds_last && !memcmp(st->dslots[st->ds_last - 1].device.b, dev->b, 16))
+    if (st->ds_last && !rid_cmp(&st->dslots[st->ds_last - 1].device, dev))
         return &st->dslots[st->ds_last - 1];
     size_t h = rid_hash(dev);
     if (st->cap_dslots)
