@@ -20,6 +20,8 @@
  * so it is committed before the flag is even looked at, or never started.
  */
 #include "server.h"
+
+#include "hugemem.h"
 #include "ledger.h"
 
 #include <errno.h>
@@ -663,11 +665,40 @@ static void server_close(server *srv)
         close(srv->lock_fd);
 }
 
+/* SQLite's page cache from huge pages (hugemem.h): every page a connection caches is taken
+ * from this pool while it has room, then from malloc. A new page of the store (the log grows
+ * by ~1,000 of them per 100,000 changes) otherwise faults in a fresh 16 KiB of heap: 21% of
+ * the service thread's page faults in the ingest profile. The pool is the store's cache_size
+ * (8,000 KiB, store.c), four huge pages, which its connection fills anyway; SQLite writes a
+ * link into every slot at its start, so the pool is resident from then on. */
+#define PAGE_POOL_BYTES (4 * HUGEMEM_PAGE)
+static unsigned g_page_pool_slots; /* 0: no pool (SQLite's pages all from malloc) */
+
+unsigned server_page_pool_slots(void) { return g_page_pool_slots; }
+
+static void page_pool_init(void)
+{
+    int hdr = 0;
+    if (sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ, &hdr) != SQLITE_OK || hdr < 0)
+        return;
+    size_t slot = ((size_t)STORE_AUTHORITY_PAGE_SIZE + (size_t)hdr + 7) & ~(size_t)7;
+    void *pool = hugemem_zalloc(PAGE_POOL_BYTES); /* for the process' life */
+    if (!pool)
+        return;
+    if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, pool, (int)slot,
+                       (int)(PAGE_POOL_BYTES / slot)) != SQLITE_OK) {
+        hugemem_free(pool, PAGE_POOL_BYTES);
+        return;
+    }
+    g_page_pool_slots = (unsigned)(PAGE_POOL_BYTES / slot);
+}
+
 int main(int argc, char **argv)
 {
     /* SQLite's memory statistics take a global mutex around every allocation (3% of the
      * ingest profile); nothing here reads them */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    page_pool_init();
     if (argc > 1 && !strcmp(argv[1], "admin"))
         return admin_main(argc - 1, argv + 1);
     static server srv; /* big (scratch change), and there is only one */

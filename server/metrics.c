@@ -126,6 +126,21 @@ void metrics_render(server *srv, strbuf *b)
                  "fieldsync_ledger_events_total %llu\n",
               (unsigned long long)m->pulls, (unsigned long long)m->changes_sent,
               (unsigned long long)m->ledger_events);
+    /* SQLite's page pool: a pool too small for the caches shows as overflow bytes */
+    sqlite3_int64 pool_used = 0, overflow = 0, hi = 0;
+    sqlite3_status64(SQLITE_STATUS_PAGECACHE_USED, &pool_used, &hi, 0);
+    sqlite3_status64(SQLITE_STATUS_PAGECACHE_OVERFLOW, &overflow, &hi, 0);
+    sb_printf(b,
+              "# HELP fieldsync_page_pool_slots SQLite's page pool (huge-page memory for the "
+              "cached pages of every connection): its slots, and those holding a page.\n"
+              "# TYPE fieldsync_page_pool_slots gauge\n"
+              "fieldsync_page_pool_slots{state=\"total\"} %u\n"
+              "fieldsync_page_pool_slots{state=\"used\"} %lld\n"
+              "# HELP fieldsync_page_cache_overflow_bytes Cached pages beyond the page pool "
+              "(from malloc).\n"
+              "# TYPE fieldsync_page_cache_overflow_bytes gauge\n"
+              "fieldsync_page_cache_overflow_bytes %lld\n",
+              server_page_pool_slots(), (long long)pool_used, (long long)overflow);
     uint64_t log_end = 0;
     store_last_seq(srv->store, &log_end);
     int64_t open_items = 0;

@@ -465,6 +465,9 @@ bool session_device_valid(session *s);
 unsigned session_count_device(server *srv, const rid_t *device);
 /* SHUTDOWN to every session (main.c calls it once on a signal). */
 void sessions_shutdown(server *srv);
+/* main.c: the slots of SQLite's page pool (huge-page memory for every connection's cached
+ * pages, see page_pool_init); 0 when there is none. */
+unsigned server_page_pool_slots(void);
 /* main.c: copies the WAL's last pages into the database when the checkpoint thread left
  * only a short tail, so that the next write transaction restarts the log. Call with no
  * transaction open (the start of a work slice). */

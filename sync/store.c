@@ -23,6 +23,7 @@
  */
 #include "store.h"
 
+#include "hugemem.h"
 #include "mpr.h"
 
 #include <stdio.h>
@@ -282,6 +283,10 @@ struct store {
     /* field-state cache: open addressing, linear probing, capacity a power of two */
     struct cslot *tab;
     size_t tab_cap, tab_used, flush_threshold;
+    struct cblock *cblocks;  /* the entries' memory (centry_new), newest block first */
+    size_t cb_used;          /* entries handed out of the newest block */
+    size_t n_cblocks;
+    centry *cfree;           /* entries given back (centry_drop), to reuse first */
     size_t cache_max_clean;  /* clean states kept after a flush (store_set_cache_max_clean) */
     size_t flush_chunk;      /* states one automatic flush writes, about (0: all) */
     bool draining;           /* automatic chunks run until n_dirty is down to threshold / 2 */
@@ -667,6 +672,8 @@ int store_set_synchronous(store *st, store_sync how, fs_error *e)
 }
 
 static void cache_clear(store *st, bool keep_dirty);
+static void centry_blocks_free(store *st);
+static void cache_tab_free(store *st);
 
 void store_close(store *st)
 {
@@ -677,12 +684,13 @@ void store_close(store *st)
     if (st->db && st->clock.last)
         save_clock(st);
     cache_clear(st, false);
-    free(st->tab);
+    centry_blocks_free(st);
+    cache_tab_free(st);
     free(st->fresh);
     free(st->sweep);
     free(st->fbuf);
     free(st->rc_tab);
-    free(st->tail);
+    hugemem_free(st->tail, st->tail_cap * sizeof *st->tail);
     free(st->dslots);
     free(st->dsidx);
     for (int i = 0; i < S_COUNT; i++)
@@ -881,16 +889,111 @@ static void cslot_put(cslot *tab, size_t cap, uint64_t h, centry *e)
     tab[j].e = e;
 }
 
+/* ---- the cache's entries: from huge-page blocks ---------------------------------------- *
+ *
+ * A cache grows by an entry per new (record, field) a batch touches, and each 4 KiB page it
+ * grows into cost a page fault in the apply (hugemem.h). So entries come from blocks of one
+ * huge page (the first few smaller: a store with a few states stays small), handed out in
+ * order and never given back to the system while the handle is open: a dropped entry
+ * (cache_clear) goes on a free list, reused first. */
+#define CBLOCK_SMALL ((size_t)256 << 10) /* the first blocks: a small store stays small */
+#define CBLOCK_SMALL_N 8                   /* then blocks of a huge page */
+
+typedef struct cblock {
+    struct cblock *next;
+    size_t bytes;        /* as asked of hugemem_zalloc */
+} cblock;
+
+/* With AddressSanitizer the blocks' free parts and every dropped entry are poisoned, and a
+ * dropped entry is never handed out again: a read past the last entry or of an entry after
+ * cache_clear is reported, as with one allocation per entry. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CENTRY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CENTRY_ASAN 1
+#endif
+#endif
+#ifdef CENTRY_ASAN
+#include <sanitizer/asan_interface.h>
+#define CENTRY_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define CENTRY_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define CENTRY_ASAN 0
+#define CENTRY_POISON(p, n) ((void)(p), (void)(n))
+#define CENTRY_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define CBLOCK_FIRST                                                                       \
+    ((sizeof(cblock) + _Alignof(centry) - 1) / _Alignof(centry) * _Alignof(centry))
+
+/* A zeroed entry (owned by the handle: centry_drop), or NULL. */
+static centry *centry_new(store *st)
+{
+    if (st->cfree && !CENTRY_ASAN) {
+        centry *e = st->cfree;
+        memcpy(&st->cfree, e, sizeof st->cfree); /* the link is in the dropped entry */
+        memset(e, 0, sizeof *e);
+        return e;
+    }
+    if (!st->cblocks || CBLOCK_FIRST + (st->cb_used + 1) * sizeof(centry) > st->cblocks->bytes) {
+        size_t bytes = st->n_cblocks < CBLOCK_SMALL_N ? CBLOCK_SMALL : HUGEMEM_PAGE;
+        cblock *b = hugemem_zalloc(bytes);
+        if (!b)
+            return NULL;
+        b->next = st->cblocks;
+        b->bytes = bytes;
+        CENTRY_POISON((char *)b + CBLOCK_FIRST, bytes - CBLOCK_FIRST);
+        st->cblocks = b;
+        st->n_cblocks++;
+        st->cb_used = 0;
+    }
+    /* a new block is zeroed, and nothing handed out of it was used before */
+    centry *e = (centry *)((char *)st->cblocks + CBLOCK_FIRST) + st->cb_used++;
+    /* never beyond the block: the allocator's redzone after it stays poisoned */
+    size_t room = (size_t)((char *)st->cblocks + st->cblocks->bytes - (char *)e);
+    CENTRY_UNPOISON(e, room < sizeof *e ? room : sizeof *e);
+    return e;
+}
+
+/* Gives e back (its state destroyed first by the caller). */
+static void centry_drop(store *st, centry *e)
+{
+    memcpy(e, &st->cfree, sizeof st->cfree);
+    st->cfree = e;
+    CENTRY_POISON(e, sizeof *e);
+}
+
+/* Frees every block (after the last entry was dropped). */
+static void centry_blocks_free(store *st)
+{
+    for (cblock *b = st->cblocks, *n; b; b = n) {
+        n = b->next;
+        CENTRY_UNPOISON(b, b->bytes); /* the allocator's memory again */
+        hugemem_free(b, b->bytes);
+    }
+    st->cblocks = NULL;
+    st->cfree = NULL;
+    st->cb_used = st->n_cblocks = 0;
+}
+
+static void cache_tab_free(store *st)
+{
+    hugemem_free(st->tab, st->tab_cap * sizeof *st->tab);
+    st->tab = NULL;
+    st->tab_cap = 0;
+}
+
 static int cache_grow(store *st)
 {
     size_t cap = st->tab_cap ? st->tab_cap * 2 : 1024;
-    cslot *nt = calloc(cap, sizeof *nt);
+    cslot *nt = hugemem_zalloc(cap * sizeof *nt);
     if (!nt)
         return FS_ENOMEM;
     for (size_t i = 0; i < st->tab_cap; i++)
         if (st->tab[i].e)
             cslot_put(nt, cap, st->tab[i].hash, st->tab[i].e);
-    free(st->tab);
+    hugemem_free(st->tab, st->tab_cap * sizeof *st->tab);
     st->tab = nt;
     st->tab_cap = cap;
     return 0;
@@ -916,7 +1019,7 @@ static void cache_clear(store *st, bool keep_dirty)
             continue;
         }
         field_state_destroy(&e->st);
-        free(e);
+        centry_drop(st, e);
     }
     st->tab_used = 0;
     if (!keep_dirty || !keep)
@@ -944,7 +1047,7 @@ static int cache_get(store *st, const rid_t *record, int type, const schema_fiel
             *out = sl->e;
             return 0;
         }
-    centry *e = calloc(1, sizeof *e);
+    centry *e = centry_new(st);
     if (!e)
         return FS_ENOMEM;
     e->record = *record;
@@ -953,7 +1056,7 @@ static int cache_get(store *st, const rid_t *record, int type, const schema_fiel
     int rc = all_cached ? 0 : field_load(st, record, f, &e->st);
     if (rc && rc != FS_ENOTFOUND) {
         field_state_destroy(&e->st);
-        free(e);
+        centry_drop(st, e);
         return rc;
     }
     st->tab[j].hash = h;
@@ -1040,7 +1143,7 @@ static int tail_add(store *st, const change *c, uint64_t seq)
 {
     if (st->tail_used == st->tail_cap) {
         size_t cap = st->tail_cap ? st->tail_cap * 2 : 1024;
-        tkey *nt = realloc(st->tail, cap * sizeof *nt);
+        tkey *nt = hugemem_realloc(st->tail, st->tail_cap * sizeof *nt, cap * sizeof *nt);
         if (!nt)
             return FS_ENOMEM;
         st->tail = nt;
@@ -1071,7 +1174,7 @@ static void tail_drop(store *st, uint64_t seq)
     st->tail_used = kept;
     st->tail_sorted = kept_sorted;
     if (!kept && st->tail_cap > 16384) { /* a big pull's array: give the memory back */
-        free(st->tail);
+        hugemem_free(st->tail, st->tail_cap * sizeof *st->tail);
         st->tail = NULL;
         st->tail_cap = 0;
     }

@@ -1450,12 +1450,22 @@ static void test_http(int argc, char **argv)
         "fieldsync_review_items_open 0\n",
         "fieldsync_log_sequence 1\n",
         "# TYPE fieldsync_batch_apply_seconds histogram\n",
+        "fieldsync_page_cache_overflow_bytes ",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(body, want[i])) {
             fprintf(stderr, "metrics lack '%s':\n%s\n", want[i], body);
             abort();
         }
+    /* the store's cached pages come from the page pool (main.c page_pool_init): 8 MiB of
+     * slots of a 16 KiB page and SQLite's header */
+    static const char total[] = "fieldsync_page_pool_slots{state=\"total\"} ";
+    static const char used[] = "fieldsync_page_pool_slots{state=\"used\"} ";
+    CHECK(strstr(body, total) && strstr(body, used));
+    long slots = atol(strstr(body, total) + strlen(total));
+    CHECK_INT(slots, >, 400);
+    CHECK_INT(slots, <=, 512);
+    CHECK_INT(atol(strstr(body, used) + strlen(used)), >, 0);
     fsc_close(&a);
     CHECK_INT(daemon_stop(&w.d, SIGTERM), ==, 0);
     daemon_start(t, &w.d, "--no-web", NULL); /* no page files (not even the built-in) */
