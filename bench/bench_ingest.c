@@ -174,6 +174,7 @@ static void free_workload(workload *w)
 
 typedef struct run_result {
     double secs, server_cpu, client_cpu, raw_secs;
+    unsigned long long server_faults; /* the server's minor page faults in the timed part */
     long server_hwm_kb;
     uint64_t bytes_up;
     char load[64];
@@ -269,6 +270,7 @@ static int run_once(const options *o, const schema *s, const wire_dicts *dicts, 
     r->client_cpu = bh_self_cpu() - c0;
     bh_proc_read(srv.pid, &p1);
     r->server_cpu = p1.cpu_s - p0.cpu_s;
+    r->server_faults = p1.minflt - p0.minflt;
     r->server_hwm_kb = p1.hwm_kb;
     r->bytes_up = d.bytes_up;
     bh_load(r->load, sizeof r->load);
@@ -320,8 +322,9 @@ int main(int argc, char **argv)
            "            creates, not timed), pushes of %ld, two in flight, %s; store in %s\n\n",
            o.changes, o.changes / 20, o.batch,
            o.raw ? "uncompressed frames" : "zstd frames with dictionary 1", o.dir);
-    printf("  %-4s %9s %10s %10s %8s %10s %10s %7s %9s  %s\n", "run", "seconds", "changes/s",
-           "raw rows/s", "of raw", "srv cpu s", "us/change", "cli cpu", "wire B/ch", "load");
+    printf("  %-4s %9s %10s %10s %8s %10s %10s %7s %9s %10s  %s\n", "run", "seconds",
+           "changes/s", "raw rows/s", "of raw", "srv cpu s", "us/change", "cli cpu", "wire B/ch",
+           "srv faults", "load");
     double *rates = bh_check(calloc((size_t)o.runs, sizeof *rates));
     double *fracs = bh_check(calloc((size_t)o.runs, sizeof *fracs));
     int failed = 0;
@@ -334,9 +337,10 @@ int main(int argc, char **argv)
         double rate = (double)o.changes / r.secs, raw = (double)o.changes / r.raw_secs;
         rates[i] = rate;
         fracs[i] = rate / raw;
-        printf("  %-4ld %9.3f %10.0f %10.0f %8.2f %10.3f %10.2f %7.3f %9.1f  %s\n", i + 1, r.secs,
-               rate, raw, rate / raw, r.server_cpu, r.server_cpu * 1e6 / (double)o.changes,
-               r.client_cpu, (double)r.bytes_up / (double)o.changes, r.load);
+        printf("  %-4ld %9.3f %10.0f %10.0f %8.2f %10.3f %10.2f %7.3f %9.1f %10llu  %s\n", i + 1,
+               r.secs, rate, raw, rate / raw, r.server_cpu,
+               r.server_cpu * 1e6 / (double)o.changes, r.client_cpu,
+               (double)r.bytes_up / (double)o.changes, r.server_faults, r.load);
     }
     if (!failed) {
         double rate = bh_percentile(rates, (size_t)o.runs, 50);

@@ -288,7 +288,8 @@ int bh_proc_read(pid_t pid, bh_proc *out)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    /* fields after the parenthesised command: state is field 3, utime 14, stime 15 */
+    /* fields after the parenthesised command: state is field 3, minflt 10, utime 14,
+     * stime 15 */
     char *p = strrchr(buf, ')');
     if (!p)
         return -1;
@@ -296,7 +297,9 @@ int bh_proc_read(pid_t pid, bh_proc *out)
     int field = 2;
     for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
         field++;
-        if (field == 14)
+        if (field == 10)
+            out->minflt = strtoull(tok, NULL, 10);
+        else if (field == 14)
             ut = strtoull(tok, NULL, 10);
         else if (field == 15) {
             st = strtoull(tok, NULL, 10);

@@ -60,12 +60,13 @@ static void *map_huge(size_t bytes)
 
 void *hugemem_zalloc(size_t bytes)
 {
-    return bytes < HUGEMEM_PAGE ? calloc(1, bytes) : map_huge(bytes);
+    return bytes < HUGEMEM_MAP_FROM ? calloc(1, bytes) : map_huge(bytes);
 }
 
 void *hugemem_realloc(void *p, size_t old_bytes, size_t new_bytes)
 {
-    bool old_mapped = p && old_bytes >= HUGEMEM_PAGE, new_mapped = new_bytes >= HUGEMEM_PAGE;
+    bool old_mapped = p && old_bytes >= HUGEMEM_MAP_FROM;
+    bool new_mapped = new_bytes >= HUGEMEM_MAP_FROM;
     if (!old_mapped && !new_mapped)
         return realloc(p, new_bytes);
     if (old_mapped && new_mapped && mapped_size(old_bytes) == mapped_size(new_bytes))
@@ -85,7 +86,7 @@ void hugemem_free(void *p, size_t bytes)
 {
     if (!p)
         return;
-    if (bytes < HUGEMEM_PAGE)
+    if (bytes < HUGEMEM_MAP_FROM)
         free(p);
     else
         munmap(p, mapped_size(bytes));

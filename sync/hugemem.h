@@ -10,8 +10,8 @@
  * structures: the whole process on huge pages (glibc.malloc.hugetlb=1) doubled the memory of
  * an idle session.
  *
- * A block below HUGEMEM_PAGE is plain malloc memory; from HUGEMEM_PAGE on it is mapped on its
- * own, rounded up to whole huge pages and aligned to one. The caller passes the size it asked
+ * A block below HUGEMEM_MAP_FROM is plain malloc memory; from it on it is mapped on its own,
+ * rounded up to whole huge pages and aligned to one. The caller passes the size it asked
  * for to every later call: that says which kind the block is. Built with a sanitizer, every
  * block is plain malloc memory, so that overflows stay visible. Without mmap, the same.
  */
@@ -21,7 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define HUGEMEM_PAGE ((size_t)2 << 20) /* the huge page size blocks are aligned to */
+#define HUGEMEM_PAGE ((size_t)2 << 20)    /* the huge page size blocks are aligned to */
+#define HUGEMEM_MAP_FROM (HUGEMEM_PAGE / 2) /* blocks from this size on are mappings */
 
 /* A zeroed block of bytes (> 0), owned by the caller (hugemem_free(p, bytes)), or NULL. */
 void *hugemem_zalloc(size_t bytes);
@@ -34,7 +35,7 @@ void *hugemem_realloc(void *p, size_t old_bytes, size_t new_bytes);
 /* Frees block p (NULL: nothing) of the size it was asked with. */
 void hugemem_free(void *p, size_t bytes);
 
-/* Whether blocks from HUGEMEM_PAGE on are mappings of their own, advised for huge pages
+/* Whether blocks from HUGEMEM_MAP_FROM on are mappings of their own, advised for huge pages
  * (false: plain malloc memory, in a sanitizer build or without mmap). */
 bool hugemem_maps(void);
 

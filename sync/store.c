@@ -1143,6 +1143,10 @@ static int tail_add(store *st, const change *c, uint64_t seq)
 {
     if (st->tail_used == st->tail_cap) {
         size_t cap = st->tail_cap ? st->tail_cap * 2 : 1024;
+        /* past 256 KiB straight to a huge page's worth (a mapping, hugemem.h): growing by
+         * doubling through the heap faulted in, and copied, ~500 pages of 4 KiB on the way */
+        if (cap * sizeof(tkey) > ((size_t)256 << 10) && cap * sizeof(tkey) < HUGEMEM_MAP_FROM)
+            cap = HUGEMEM_PAGE / sizeof(tkey);
         tkey *nt = hugemem_realloc(st->tail, st->tail_cap * sizeof *nt, cap * sizeof *nt);
         if (!nt)
             return FS_ENOMEM;

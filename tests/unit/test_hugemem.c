@@ -72,7 +72,7 @@ static void test_zalloc(void)
     expect_zero(s, 1000);
     hugemem_free(s, 1000);
 
-    size_t big = HUGEMEM_PAGE + 1;
+    size_t big = HUGEMEM_MAP_FROM;
     uint8_t *b = hugemem_zalloc(big);
     CHECK(b);
     expect_zero(b, big);
@@ -85,11 +85,12 @@ static void test_zalloc(void)
 static void test_realloc(void)
 {
     size_t sizes[] = {100,
-                      1 << 20,                      /* malloc to malloc */
+                      HUGEMEM_MAP_FROM - 1,         /* malloc to malloc */
                       3 * HUGEMEM_PAGE / 2,         /* to a mapping of two huge pages */
                       2 * HUGEMEM_PAGE - 4096,      /* within the same two */
                       5 * HUGEMEM_PAGE / 2,         /* to a mapping of three */
-                      HUGEMEM_PAGE + 10,            /* shrunk to a mapping of one */
+                      HUGEMEM_MAP_FROM,             /* shrunk to a mapping of one */
+                      HUGEMEM_PAGE,                 /* the same one */
                       500 << 10};                   /* back to malloc */
     uint8_t *p = NULL;
     size_t have = 0;
@@ -97,12 +98,12 @@ static void test_realloc(void)
         size_t n = sizes[k];
         uint8_t *q = hugemem_realloc(p, have, n);
         CHECK(q);
-        if (have && n >= HUGEMEM_PAGE && have >= HUGEMEM_PAGE && hugemem_maps() &&
+        if (have && n >= HUGEMEM_MAP_FROM && have >= HUGEMEM_MAP_FROM && hugemem_maps() &&
             (n + HUGEMEM_PAGE - 1) / HUGEMEM_PAGE == (have + HUGEMEM_PAGE - 1) / HUGEMEM_PAGE)
             CHECK(q == p); /* the same mapping: nothing moved */
         if (have)
             expect(q, have < n ? have : n, (uint8_t)(k - 1));
-        if (n >= HUGEMEM_PAGE)
+        if (n >= HUGEMEM_MAP_FROM)
             check_mapped(q);
         fill(q, n, (uint8_t)k);
         p = q;
