@@ -286,7 +286,7 @@ struct store {
     struct cblock *cblocks;  /* the entries' memory (centry_new), newest block first */
     size_t cb_used;          /* entries handed out of the newest block */
     size_t n_cblocks;
-    centry *cfree;           /* entries given back (centry_drop), to reuse first */
+    struct cdead *cfree;     /* entries given back (centry_drop), to reuse first */
     size_t cache_max_clean;  /* clean states kept after a flush (store_set_cache_max_clean) */
     size_t flush_chunk;      /* states one automatic flush writes, about (0: all) */
     bool draining;           /* automatic chunks run until n_dirty is down to threshold / 2 */
@@ -904,6 +904,13 @@ typedef struct cblock {
     size_t bytes;        /* as asked of hugemem_zalloc */
 } cblock;
 
+/* A dropped entry's memory, on the free list. */
+typedef struct cdead {
+    struct cdead *next;
+} cdead;
+_Static_assert(sizeof(centry) >= sizeof(cdead) && _Alignof(centry) >= _Alignof(cdead),
+               "a dropped entry holds the free list's link");
+
 /* With AddressSanitizer the blocks' free parts and every dropped entry are poisoned, and a
  * dropped entry is never handed out again: a read past the last entry or of an entry after
  * cache_clear is reported, as with one allocation per entry. */
@@ -931,8 +938,9 @@ typedef struct cblock {
 static centry *centry_new(store *st)
 {
     if (st->cfree && !CENTRY_ASAN) {
-        centry *e = st->cfree;
-        memcpy(&st->cfree, e, sizeof st->cfree); /* the link is in the dropped entry */
+        cdead *d = st->cfree;
+        st->cfree = d->next;
+        centry *e = (centry *)(void *)d;
         memset(e, 0, sizeof *e);
         return e;
     }
@@ -959,8 +967,9 @@ static centry *centry_new(store *st)
 /* Gives e back (its state destroyed first by the caller). */
 static void centry_drop(store *st, centry *e)
 {
-    memcpy(e, &st->cfree, sizeof st->cfree);
-    st->cfree = e;
+    cdead *d = (cdead *)(void *)e;
+    d->next = st->cfree;
+    st->cfree = d;
     CENTRY_POISON(e, sizeof *e);
 }
 
