@@ -698,9 +698,9 @@ int main(int argc, char **argv)
     /* SQLite's memory statistics take a global mutex around every allocation (3% of the
      * ingest profile); nothing here reads them */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    page_pool_init();
     if (argc > 1 && !strcmp(argv[1], "admin"))
         return admin_main(argc - 1, argv + 1);
+    page_pool_init(); /* the daemon's only: an admin command is over in milliseconds */
     static server srv; /* big (scratch change), and there is only one */
     if (parse_args(argc, argv, &srv.cfg))
         return SRV_EXIT_USAGE;

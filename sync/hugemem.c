@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if HUGEMEM_ASAN || defined(__SANITIZE_THREAD__)
 #define HUGEMEM_PLAIN 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#if __has_feature(thread_sanitizer)
 #define HUGEMEM_PLAIN 1
 #endif
 #endif

@@ -21,6 +21,28 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Whether this is an AddressSanitizer build (1) or not (0); there, blocks are plain malloc
+ * memory, and a user that hands a block out in parts poisons the parts not in use
+ * (HUGEMEM_POISON) so that ASan still reports reads of them. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HUGEMEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HUGEMEM_ASAN 1
+#endif
+#endif
+#ifndef HUGEMEM_ASAN
+#define HUGEMEM_ASAN 0
+#endif
+#if HUGEMEM_ASAN
+#include <sanitizer/asan_interface.h>
+#define HUGEMEM_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define HUGEMEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define HUGEMEM_POISON(p, n) ((void)(p), (void)(n))
+#define HUGEMEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define HUGEMEM_PAGE ((size_t)2 << 20)    /* the huge page size blocks are aligned to */
 #define HUGEMEM_MAP_FROM (HUGEMEM_PAGE / 2) /* blocks from this size on are mappings */
 

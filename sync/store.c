@@ -914,22 +914,6 @@ _Static_assert(sizeof(centry) >= sizeof(cdead) && _Alignof(centry) >= _Alignof(c
 /* With AddressSanitizer the blocks' free parts and every dropped entry are poisoned, and a
  * dropped entry is never handed out again: a read past the last entry or of an entry after
  * cache_clear is reported, as with one allocation per entry. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CENTRY_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CENTRY_ASAN 1
-#endif
-#endif
-#ifdef CENTRY_ASAN
-#include <sanitizer/asan_interface.h>
-#define CENTRY_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define CENTRY_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define CENTRY_ASAN 0
-#define CENTRY_POISON(p, n) ((void)(p), (void)(n))
-#define CENTRY_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 #define CBLOCK_FIRST                                                                       \
     ((sizeof(cblock) + _Alignof(centry) - 1) / _Alignof(centry) * _Alignof(centry))
@@ -937,7 +921,7 @@ _Static_assert(sizeof(centry) >= sizeof(cdead) && _Alignof(centry) >= _Alignof(c
 /* A zeroed entry (owned by the handle: centry_drop), or NULL. */
 static centry *centry_new(store *st)
 {
-    if (st->cfree && !CENTRY_ASAN) {
+    if (st->cfree && !HUGEMEM_ASAN) {
         cdead *d = st->cfree;
         st->cfree = d->next;
         centry *e = (centry *)(void *)d;
@@ -951,7 +935,7 @@ static centry *centry_new(store *st)
             return NULL;
         b->next = st->cblocks;
         b->bytes = bytes;
-        CENTRY_POISON((char *)b + CBLOCK_FIRST, bytes - CBLOCK_FIRST);
+        HUGEMEM_POISON((char *)b + CBLOCK_FIRST, bytes - CBLOCK_FIRST);
         st->cblocks = b;
         st->n_cblocks++;
         st->cb_used = 0;
@@ -960,7 +944,7 @@ static centry *centry_new(store *st)
     centry *e = (centry *)((char *)st->cblocks + CBLOCK_FIRST) + st->cb_used++;
     /* never beyond the block: the allocator's redzone after it stays poisoned */
     size_t room = (size_t)((char *)st->cblocks + st->cblocks->bytes - (char *)e);
-    CENTRY_UNPOISON(e, room < sizeof *e ? room : sizeof *e);
+    HUGEMEM_UNPOISON(e, room < sizeof *e ? room : sizeof *e);
     return e;
 }
 
@@ -970,7 +954,7 @@ static void centry_drop(store *st, centry *e)
     cdead *d = (cdead *)(void *)e;
     d->next = st->cfree;
     st->cfree = d;
-    CENTRY_POISON(e, sizeof *e);
+    HUGEMEM_POISON(e, sizeof *e);
 }
 
 /* Frees every block (after the last entry was dropped). */
@@ -978,7 +962,7 @@ static void centry_blocks_free(store *st)
 {
     for (cblock *b = st->cblocks, *n; b; b = n) {
         n = b->next;
-        CENTRY_UNPOISON(b, b->bytes); /* the allocator's memory again */
+        HUGEMEM_UNPOISON(b, b->bytes); /* the allocator's memory again */
         hugemem_free(b, b->bytes);
     }
     st->cblocks = NULL;
